@@ -1,0 +1,144 @@
+"""Django settings: the only module that reads the environment.
+
+Every value has an embedded default that needs no server (SQLite, a local lake directory,
+Spark in local mode, a filesystem Celery broker); production overrides them with the
+environment variables documented in the README's configuration table.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+VAR_DIR = Path(env.str("DATALAKE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me-in-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "api",
+    "datalake",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'robson.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that subprocesses started by tests (Celery workers,
+    # exporters killed mid-run) see the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-robson.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 30)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "datalake": {"handlers": ["console"], "level": env.str("DATALAKE_LOG_LEVEL", "INFO")},
+    },
+}
+
+# --- Celery -----------------------------------------------------------------------------
+# The default broker is kombu's filesystem transport: no server, works across processes.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery' / 'results'}"
+)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = VAR_DIR / "celery" / "queue"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "store_processed": False,
+    }
+    _queue_dir.mkdir(parents=True, exist_ok=True)
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Data lake (read by datalake/conf.py, which holds the defaults) ----------------------
+DATALAKE_URI = env.str("DATALAKE_URI", default=str(VAR_DIR / "lake"))
+DATALAKE_S3_ENDPOINT_URL = env.str("DATALAKE_S3_ENDPOINT_URL", default="") or None
+DATALAKE_S3_REGION = env.str("DATALAKE_S3_REGION", default="us-east-1")
+DATALAKE_S3_ADDRESSING_STYLE = env.str("DATALAKE_S3_ADDRESSING_STYLE", default="auto")
+DATALAKE_WORK_DIR = env.str("DATALAKE_WORK_DIR", default=str(VAR_DIR / "work"))
+DATALAKE_SPARK_MASTER = env.str("SPARK_MASTER", default="local[*]")
+DATALAKE_SPARK_DEPLOY_MODE = env.str("SPARK_DEPLOY_MODE", default="client")
+DATALAKE_SPARK_DRIVER_MEMORY = env.str("SPARK_DRIVER_MEMORY", default="2g")
+DATALAKE_SPARK_EXECUTOR_MEMORY = env.str("SPARK_EXECUTOR_MEMORY", default="2g")
+DATALAKE_SPARK_SUBMIT = env.str("SPARK_SUBMIT", default="spark-submit")
+DATALAKE_SPARK_CONF = env.dict("SPARK_CONF", default={})
+
+# Values that must never reach a log, an admin page or a job record: every JobRun text
+# is scrubbed of them (datalake/redaction.py). "SECRET" in the name also hides the list
+# from Django's error pages.
+DATALAKE_SECRET_VALUES = [
+    value
+    for value in (
+        env.str("AWS_SECRET_ACCESS_KEY", default=""),
+        env.str("AWS_SESSION_TOKEN", default=""),
+        DATABASES["default"].get("PASSWORD", ""),
+        SECRET_KEY,
+    )
+    if value and len(value) >= 4
+]

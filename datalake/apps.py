@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DatalakeConfig(AppConfig):
+    """The bronze / silver / gold data lake built from the backend's tables."""
+
+    name = "datalake"
+    verbose_name = "Data lake"
