@@ -1,0 +1,42 @@
+"""Shared fixtures. Real services only: a test that needs one it cannot reach is skipped
+with the reason shown in the summary (pytest -ra), never passed silently."""
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+pytest_plugins = ["tests.fixtures_s3"]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Return the Redis URL the suite may use, or skip when none is configured/reachable."""
+    url = os.environ.get("DATALAKE_TEST_REDIS_URL") or settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        pytest.skip("Redis not configured (set CELERY_BROKER_URL=redis://... to run this test)")
+    parsed = urlparse(url)
+    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        pytest.skip(f"Redis at {parsed.hostname}:{parsed.port} is not reachable")
+    return url
+
+
+@pytest.fixture(scope="session")
+def is_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+@pytest.fixture
+def require_postgres(is_postgres: bool) -> None:
+    if not is_postgres:
+        pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://... to run this test)")

@@ -1,0 +1,1 @@
+"""S3 fixtures (moto in server mode): filled in by the storage work."""
