@@ -40,3 +40,12 @@ def is_postgres() -> bool:
 def require_postgres(is_postgres: bool) -> None:
     if not is_postgres:
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://... to run this test)")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    """Give this test run its own test database, so concurrent runs never collide."""
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        base = test.get("NAME") or f"test_{db['NAME']}"
+        test["NAME"] = f"{base}_{os.getpid()}"
