@@ -103,6 +103,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
+        "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
     _queue_dir.mkdir(parents=True, exist_ok=True)
@@ -143,3 +144,5 @@ DATALAKE_SECRET_VALUES = [
     )
     if value and len(value) >= 4
 ]
+DATALAKE_EXPORT_BATCH_SIZE = env.int("DATALAKE_EXPORT_BATCH_SIZE", default=250_000)
+DATALAKE_GAP_SETTLE_SECONDS = env.int("DATALAKE_GAP_SETTLE_SECONDS", default=600)

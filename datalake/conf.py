@@ -21,6 +21,34 @@ DEFAULTS: dict[str, Any] = {
     "SPARK_SUBMIT": "spark-submit",
     "SPARK_CONF": {},
     "SECRET_VALUES": [],
+    # Which model feeds each bronze dataset: model label, and for each bronze column the
+    # model field (attname or lookup path) that feeds it; columns not listed are fed by
+    # the field of the same name. `include` keeps only rows whose column is in the list.
+    "SOURCES": {
+        "events": {"model": "api.StopEvent"},
+        "orders": {
+            "model": "api.AuditTransaction",
+            "include": {"transaction_type": ["MARGIN_BUY", "MARGIN_SELL", "SPOT_BUY", "SPOT_SELL"]},
+        },
+        "trades": {
+            "model": "api.Trade",
+            "fields": {
+                "row_id": "id",
+                "id": "trade_id",
+                "orderId": "order_id",
+                "orderListId": "order_list_id",
+                "quoteQty": "quote_qty",
+                "commissionAsset": "commission_asset",
+                "isBuyer": "is_buyer",
+                "isMaker": "is_maker",
+                "isBestMatch": "is_best_match",
+            },
+        },
+        "portfolio": {"model": "api.Portfolio"},
+    },
+    "EXPORT_BATCH_SIZE": 250_000,
+    "GAP_SETTLE_SECONDS": 600,
+    "LOCK_TTL_SECONDS": 900,
 }
 
 

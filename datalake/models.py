@@ -124,3 +124,88 @@ class JobRun(models.Model):
     def skip(self, reason: str) -> None:
         """Mark the run SKIPPED, e.g. because another run of the same job holds the lock."""
         self.finish(self.Status.SKIPPED, error=reason)
+
+
+class ExportCursor(models.Model):
+    """How far a bronze dataset has been exported: the durable cursor of the exporter.
+
+    Every source row whose cursor value is at most `high_watermark` is in bronze, except
+    the values listed in `gaps`: values skipped by the source sequence that a transaction
+    still open at export time may yet commit. Each run looks for them again and closes a
+    gap only once no transaction that could fill it can still be running.
+    """
+
+    dataset = models.CharField(max_length=100, unique=True, help_text="Bronze dataset name")
+    high_watermark = models.BigIntegerField(
+        default=0, help_text="Highest source cursor value covered by committed exports"
+    )
+    gaps = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Open gaps below the watermark: [{lo, hi, seen_at, xmax}]",
+    )
+    next_batch = models.BigIntegerField(default=1, help_text="Number of the next export batch")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the cursor last moved")
+
+    class Meta:
+        ordering = ["dataset"]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} @ {self.high_watermark} ({len(self.gaps)} gaps)"
+
+
+class ExportBatch(models.Model):
+    """One batch of an export: written as an intent before any file is published, so a
+    run that dies half-way is completed (never redone) by the next one."""
+
+    class Status(models.TextChoices):
+        PLANNED = "PLANNED", "Planned"
+        COMMITTED = "COMMITTED", "Committed"
+
+    dataset = models.CharField(max_length=100, help_text="Bronze dataset name")
+    number = models.BigIntegerField(help_text="Batch number within the dataset")
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PLANNED, help_text="State"
+    )
+    run = models.ForeignKey(
+        JobRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="export_batches",
+        help_text="Run that planned the batch",
+    )
+    members = models.JSONField(
+        default=list, help_text="Source cursor values in this batch, as [lo, hi] ranges"
+    )
+    watermark_before = models.BigIntegerField(help_text="Cursor high watermark before")
+    watermark_after = models.BigIntegerField(help_text="Cursor high watermark after")
+    gaps_after = models.JSONField(default=list, help_text="Open gaps once committed")
+    files = models.JSONField(default=list, help_text="Files of the batch with their manifests")
+    rows = models.BigIntegerField(default=0, help_text="Rows written to bronze")
+    rejected = models.BigIntegerField(default=0, help_text="Rows written to quarantine")
+    created_at = models.DateTimeField(default=timezone.now, help_text="When planned")
+    committed_at = models.DateTimeField(null=True, blank=True, help_text="When committed")
+
+    class Meta:
+        ordering = ["dataset", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="uniq_exportbatch_number")
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "status"], name="idx_exportbatch_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} batch {self.number} ({self.status})"
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, for databases without advisory locks (SQLite)."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="What is locked")
+    holder = models.CharField(max_length=200, help_text="host:pid:token of the holder")
+    expires_at = models.DateTimeField(help_text="When the lease lapses unless renewed")
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder}"

@@ -1,0 +1,503 @@
+"""Incremental, exactly-once export of source tables to bronze Parquet.
+
+Per dataset, under a lock the database releases if the holder dies:
+
+1. Complete any batch a previous run planned but did not commit (roll forward: publish
+   the files that are missing, never rewrite one that exists), then commit it.
+2. Read the next rows after the cursor's high watermark, plus the rows now visible in
+   the cursor's open gaps (values a transaction still open at an earlier export may
+   have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot
+   whose xmin/xmax say when a gap can no longer be filled.
+3. Split the rows by contract (good rows / quarantine) and by partition; write the
+   Parquet files locally; record the batch (its exact cursor values and files) in the
+   database as PLANNED.
+4. Publish each file atomically with its `_metadata/` manifest.
+5. Commit: the batch becomes COMMITTED and the cursor moves, in one transaction.
+
+A crash anywhere leaves either nothing planned (step 2 is simply redone) or a planned
+batch that step 1 of the next run completes: every source row lands exactly once.
+"""
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from datalake import faults
+from datalake.bronze import ranges
+from datalake.bronze.contracts import REASON_COLUMN, check
+from datalake.bronze.schemas import SCHEMA_VERSION, Dataset
+from datalake.bronze.source import (
+    Source,
+    first_cursor_at_or_after,
+    get_source,
+    rows_after,
+    rows_in,
+)
+from datalake.conf import app_settings
+from datalake.locks import ConcurrentRun, exclusive
+from datalake.models import ExportBatch, ExportCursor, JobRun
+from datalake.storage import get_storage
+from datalake.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+PARQUET_COMPRESSION = "zstd"
+
+
+class ExportError(Exception):
+    """The export cannot proceed; the message says why."""
+
+
+@dataclass
+class ExportResult:
+    """What one dataset's export did."""
+
+    dataset: str
+    status: str = JobRun.Status.SUCCEEDED
+    rows: int = 0
+    rejected: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    cursor_start: int = 0
+    cursor_end: int = 0
+    open_gaps: int = 0
+    run_id: int | None = None
+    message: str = ""
+    pending: int | None = None  # dry run only: rows that would be read
+
+
+@dataclass
+class PlannedFile:
+    key: str
+    kind: str  # "data" or "quarantine"
+    partition: dict[str, str]
+    rows: int
+    bytes: int
+    sha256: str
+    min_cursor: int
+    max_cursor: int
+    local_path: str = field(default="", repr=False)
+
+    def as_json(self) -> dict:
+        data = dict(self.__dict__)
+        data.pop("local_path")
+        return data
+
+
+# -- Pure helpers --------------------------------------------------------------------------
+
+
+def partition_keys(dataset: Dataset, table: pa.Table) -> pa.Array:
+    """Return each row's partition path, e.g. `client_id=3/date=2024-12-27`."""
+    parts = [
+        pc.binary_join_element_wise(f"{name}=", pc.cast(table[name], pa.string()), "")
+        for name in dataset.partition_by
+    ]
+    dates = pc.cast(pc.cast(table[dataset.time_column], pa.date32()), pa.string())
+    parts.append(pc.binary_join_element_wise("date=", pc.fill_null(dates, "unknown"), ""))
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, "/")
+
+
+def split_by_partition(dataset: Dataset, table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Return (partition path, rows) pairs sorted by path, rows sorted by cursor."""
+    if table.num_rows == 0:
+        return []
+    keys = partition_keys(dataset, table)
+    out = []
+    for key in sorted(pc.unique(keys).to_pylist()):
+        part = table.filter(pc.equal(keys, key))
+        out.append((key, part.sort_by(dataset.cursor)))
+    return out
+
+
+def manifest_key(file_key: str) -> str:
+    """Return the `_metadata/` manifest key of a data file key."""
+    head, _, name = file_key.rpartition("/")
+    return f"{head}/_metadata/{name.removesuffix('.parquet')}.json"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- The exporter ----------------------------------------------------------------------
+
+
+class BronzeExporter:
+    """Export one dataset; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        storage: Storage | None = None,
+        batch_size: int | None = None,
+        until: datetime | None = None,
+        since: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.source: Source = get_source(name)
+        self.dataset = self.source.dataset
+        self.storage = storage or get_storage()
+        self.batch_size = batch_size or app_settings.EXPORT_BATCH_SIZE
+        self.until = until
+        self.since = since
+        self.progress = progress or (lambda rows: None)
+        self.include = self.source.include
+        self.work_dir = Path(app_settings.WORK_DIR)
+
+    # -- public ---------------------------------------------------------------------------
+
+    def pending(self) -> tuple[int, int]:
+        """Return (rows after the watermark, open gap values) without writing anything."""
+        state = ExportCursor.objects.filter(dataset=self.dataset.name).first()
+        after = state.high_watermark if state else self._initial_watermark()
+        where = Q(**{f"{self.source.cursor_field}__gt": after})
+        if self.until:
+            where &= Q(**{f"{self.source.time_field}__lt": self.until})
+        count = self.source.queryset().filter(where).count()
+        return count, ranges.count(state.gaps) if state else 0
+
+    def run(self, run: JobRun) -> ExportResult:
+        """Export everything available; record counters on `run`."""
+        result = ExportResult(self.dataset.name, run_id=run.pk)
+        started = timezone.now()
+        self.storage.check()
+        with exclusive(f"bronze.export.{self.dataset.name}", app_settings.LOCK_TTL_SECONDS) as lock:
+            state = self._cursor_state()
+            result.cursor_start = result.cursor_end = state.high_watermark
+            run.cursor_start = str(state.high_watermark)
+            run.save(update_fields=["cursor_start"])
+            for batch in ExportBatch.objects.filter(
+                dataset=self.dataset.name, status=ExportBatch.Status.PLANNED
+            ).order_by("number"):
+                logger.info(
+                    "completing batch %s of %s left by an earlier run",
+                    batch.number,
+                    self.dataset.name,
+                )
+                self._complete(batch, result)
+            while True:
+                lock.renew()
+                batch = self._plan_next(run)
+                if batch is None:
+                    break
+                self._complete(batch, result)
+                self.progress(batch.rows + batch.rejected)
+                if batch.watermark_after == batch.watermark_before and not batch.members:
+                    break
+            state.refresh_from_db()
+            result.cursor_end = state.high_watermark
+            result.open_gaps = ranges.count(state.gaps)
+        result.seconds = (timezone.now() - started).total_seconds()
+        run.rows_out = result.rows
+        run.rows_rejected = result.rejected
+        run.rows_in = result.rows + result.rejected
+        run.files_written = result.files
+        run.bytes_written = result.bytes
+        run.cursor_end = str(result.cursor_end)
+        run.interval_end = self.until
+        return result
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _initial_watermark(self) -> int:
+        if self.since is None:
+            return 0
+        first = first_cursor_at_or_after(self.source, self.since)
+        if first is None:
+            last = (
+                self.source.queryset()
+                .order_by(f"-{self.source.cursor_field}")
+                .values_list(self.source.cursor_field, flat=True)
+                .first()
+            )
+            return last or 0
+        return first - 1
+
+    def _cursor_state(self) -> ExportCursor:
+        state = ExportCursor.objects.filter(dataset=self.dataset.name).first()
+        if state is None:
+            state = ExportCursor.objects.create(
+                dataset=self.dataset.name, high_watermark=self._initial_watermark()
+            )
+        elif self.since is not None:
+            logger.info("--since ignored: %s has been exported before", self.dataset.name)
+        return state
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _snapshot(self) -> tuple[int | None, int | None]:
+        """Return (xmin, xmax) of the current snapshot on PostgreSQL, else (None, None)."""
+        if connection.vendor != "postgresql":
+            return None, None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+                " pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            )
+            xmin, xmax = cursor.fetchone()
+        return xmin, xmax
+
+    def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, int | None, int | None]:
+        """Read (new rows, rows found in gaps) and the snapshot they were read in."""
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            xmin, xmax = self._snapshot()
+            fresh = rows_after(self.source, state.high_watermark, self.batch_size)
+            found = rows_in(self.source, state.gaps)
+        return fresh, found, xmin, xmax
+
+    def _close_settled_gaps(self, gaps: list[dict], xmin: int | None) -> list[dict]:
+        """Drop gaps that no running transaction can still fill."""
+        now = timezone.now()
+        settle = timedelta(seconds=app_settings.GAP_SETTLE_SECONDS)
+        kept = []
+        for gap in gaps:
+            if gap.get("xmax") is not None and xmin is not None:
+                settled = xmin >= gap["xmax"]
+            else:
+                settled = now - datetime.fromisoformat(gap["seen_at"]) >= settle
+            if settled:
+                logger.info(
+                    "gap %s-%s of %s closed: never committed",
+                    gap["lo"],
+                    gap["hi"],
+                    self.dataset.name,
+                )
+            else:
+                kept.append(gap)
+        return kept
+
+    def _plan_next(self, run: JobRun) -> ExportBatch | None:
+        state = ExportCursor.objects.get(dataset=self.dataset.name)
+        fresh, found, xmin, xmax = self._read_batch(state)
+        cursor = self.dataset.cursor
+        if self.until is not None and fresh.num_rows:
+            late = pc.greater_equal(
+                fresh[self.dataset.time_column], pa.scalar(self.until, pa.timestamp("us", tz="UTC"))
+            )
+            stop = pc.index(late, True).as_py()
+            if stop >= 0:
+                # Stop the cursor just before the first row at or after --until.
+                fresh = fresh.slice(0, stop)
+        watermark_after = state.high_watermark
+        if fresh.num_rows:
+            watermark_after = pc.max(fresh[cursor]).as_py()
+        found_values = found[cursor].to_numpy() if found.num_rows else []
+        fresh_values = fresh[cursor].to_numpy() if fresh.num_rows else []
+        # Gaps: values still missing from old gaps, plus holes among the new rows.
+        old_gaps = [
+            {**gap, "lo": lo, "hi": hi}
+            for gap in state.gaps
+            for lo, hi in ranges.subtract([[gap["lo"], gap["hi"]]], found_values)
+        ]
+        gaps_after = self._close_settled_gaps(old_gaps, xmin) + [
+            {"lo": lo, "hi": hi, "seen_at": timezone.now().isoformat(), "xmax": xmax}
+            for lo, hi in ranges.missing(state.high_watermark, watermark_after, fresh_values)
+        ]
+        if not fresh.num_rows and not found.num_rows and gaps_after == state.gaps:
+            return None
+        table = pa.concat_tables([fresh, found]) if found.num_rows else fresh
+        members = ranges.to_ranges(table[cursor].to_numpy()) if table.num_rows else []
+        number = state.next_batch
+        files = self._write_files(number, table)
+        faults.crash_point("before_plan")
+        with transaction.atomic():
+            batch = ExportBatch.objects.create(
+                dataset=self.dataset.name,
+                number=number,
+                run=run,
+                members=members,
+                watermark_before=state.high_watermark,
+                watermark_after=watermark_after,
+                gaps_after=gaps_after,
+                files=[f.as_json() for f in files],
+                rows=sum(f.rows for f in files if f.kind == "data"),
+                rejected=sum(f.rows for f in files if f.kind == "quarantine"),
+            )
+            ExportCursor.objects.filter(pk=state.pk).update(next_batch=number + 1)
+        self._local_files = {f.key: f.local_path for f in files}
+        faults.crash_point("planned")
+        return batch
+
+    def _filter_included(self, table: pa.Table) -> pa.Table:
+        for column, allowed in self.include.items():
+            table = table.filter(
+                pc.fill_null(pc.is_in(table[column], value_set=pa.array(allowed)), False)
+            )
+        return table
+
+    def _write_files(self, number: int, table: pa.Table) -> list[PlannedFile]:
+        """Write the batch's Parquet files locally and describe them."""
+        table = self._filter_included(table)
+        good, rejected = check(self.dataset, table)
+        batch_dir = self.work_dir / "bronze" / self.dataset.name / f"batch-{number:08d}"
+        if batch_dir.exists():
+            shutil.rmtree(batch_dir)
+        batch_dir.mkdir(parents=True)
+        files = []
+        for kind, rows, prefix in (
+            ("data", good, self.dataset.prefix),
+            ("quarantine", rejected, f"quarantine/{self.dataset.name}"),
+        ):
+            for index, (partition, part) in enumerate(split_by_partition(self.dataset, rows)):
+                key = f"{prefix}/{partition}/part-{number:08d}-{index:04d}.parquet"
+                if kind == "data":
+                    part = part.select(self.dataset.file_schema.names)
+                local = batch_dir / key.replace("/", "__")
+                pq.write_table(part, local, compression=PARQUET_COMPRESSION)
+                files.append(
+                    PlannedFile(
+                        key=key,
+                        kind=kind,
+                        partition=dict(p.split("=", 1) for p in partition.split("/")),
+                        rows=part.num_rows,
+                        bytes=local.stat().st_size,
+                        sha256=file_digest(local),
+                        min_cursor=pc.min(part[self.dataset.cursor]).as_py(),
+                        max_cursor=pc.max(part[self.dataset.cursor]).as_py(),
+                        local_path=str(local),
+                    )
+                )
+        return files
+
+    # -- completing -----------------------------------------------------------------------
+
+    def _regenerate(self, batch: ExportBatch) -> dict[str, str]:
+        """Rewrite a planned batch's files locally from its recorded cursor values."""
+        table = rows_in(self.source, batch.members)
+        expected = ranges.count(batch.members)
+        if table.num_rows != expected:
+            raise ExportError(
+                f"{self.dataset.name} batch {batch.number}: {expected} source rows were planned"
+                f" but {table.num_rows} are present now; the source table is not append-only"
+            )
+        files = self._write_files(batch.number, table)
+        planned = {f["key"] for f in batch.files}
+        if {f.key for f in files} != planned:
+            raise ExportError(f"{self.dataset.name} batch {batch.number}: files differ from plan")
+        return {f.key: f.local_path for f in files}
+
+    def _complete(self, batch: ExportBatch, result: ExportResult) -> None:
+        """Publish what is missing of a planned batch, then commit it."""
+        local_files = getattr(self, "_local_files", {})
+        if any(f["key"] not in local_files for f in batch.files):
+            missing = [f for f in batch.files if not self.storage.exists(f["key"])]
+            local_files = self._regenerate(batch) if missing else {}
+        published = 0
+        for planned in batch.files:
+            key = planned["key"]
+            if not self.storage.exists(key):
+                faults.crash_point("mid_file")
+                self.storage.publish_file(local_files[key], key)
+                published += 1
+            if not self.storage.exists(manifest_key(key)):
+                self.storage.put_bytes(self._manifest(batch, planned), manifest_key(key))
+            faults.crash_point("after_publish")
+        with transaction.atomic():
+            ExportCursor.objects.filter(dataset=self.dataset.name).update(
+                high_watermark=batch.watermark_after,
+                gaps=batch.gaps_after,
+                updated_at=timezone.now(),
+            )
+            ExportBatch.objects.filter(pk=batch.pk).update(
+                status=ExportBatch.Status.COMMITTED, committed_at=timezone.now()
+            )
+        faults.crash_point("after_commit")
+        self._local_files = {}
+        shutil.rmtree(
+            self.work_dir / "bronze" / self.dataset.name / f"batch-{batch.number:08d}",
+            ignore_errors=True,
+        )
+        result.rows += batch.rows
+        result.rejected += batch.rejected
+        result.files += len(batch.files)
+        result.bytes += sum(f["bytes"] for f in batch.files)
+
+    def _manifest(self, batch: ExportBatch, planned: dict) -> bytes:
+        return json.dumps(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "dataset": self.dataset.name,
+                "file": planned["key"].rpartition("/")[2],
+                "key": planned["key"],
+                "kind": planned["kind"],
+                "partition": planned["partition"],
+                "rows": planned["rows"],
+                "bytes": planned["bytes"],
+                "sha256": planned["sha256"],
+                "cursor_column": self.dataset.cursor,
+                "min_cursor": planned["min_cursor"],
+                "max_cursor": planned["max_cursor"],
+                "batch": batch.number,
+                "run_id": batch.run_id,
+                "columns": [
+                    {"name": f.name, "type": str(f.type)}
+                    for f in (
+                        self.dataset.file_schema
+                        if planned["kind"] == "data"
+                        else self.dataset.schema
+                    )
+                ]
+                + (
+                    [{"name": REASON_COLUMN, "type": "string"}]
+                    if planned["kind"] == "quarantine"
+                    else []
+                ),
+                "written_at": timezone.now().isoformat(),
+            },
+            indent=2,
+        ).encode()
+
+
+def export_dataset(
+    name: str,
+    *,
+    trigger: str = JobRun.Trigger.CLI,
+    parameters: dict | None = None,
+    parent: JobRun | None = None,
+    **options,
+) -> ExportResult:
+    """Export one bronze dataset, recorded as a JobRun; a concurrent run is SKIPPED."""
+    exporter = BronzeExporter(name, **options)
+    run = JobRun.objects.start(
+        "bronze.export",
+        layer=JobRun.Layer.BRONZE,
+        dataset=name,
+        trigger=trigger,
+        parameters=parameters or {},
+        parent=parent,
+        interval_end=options.get("until"),
+    )
+    try:
+        result = exporter.run(run)
+    except ConcurrentRun as exc:
+        run.skip(str(exc))
+        return ExportResult(name, status=JobRun.Status.SKIPPED, run_id=run.pk, message=str(exc))
+    except BaseException as exc:
+        run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    run.succeed()
+    return result
