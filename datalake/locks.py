@@ -74,9 +74,7 @@ def exclusive(name: str, ttl_seconds: int = 900) -> Iterator[LockHandle]:
     now = timezone.now()
     with transaction.atomic():
         current = Lease.objects.select_for_update().filter(name=name).first()
-        if current is not None and current.expires_at > now and not _holder_is_dead(
-            current.holder
-        ):
+        if current is not None and current.expires_at > now and not _holder_is_dead(current.holder):
             raise ConcurrentRun(f"another run holds the lock {name!r} ({current.holder})")
         if current is not None:
             current.delete()

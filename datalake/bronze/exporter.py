@@ -125,6 +125,11 @@ def split_by_partition(dataset: Dataset, table: pa.Table) -> list[tuple[str, pa.
     return out
 
 
+def gap_ranges(gaps: list[dict]) -> list[ranges.Range]:
+    """Return the [lo, hi] ranges of the cursor's gap records."""
+    return [[gap["lo"], gap["hi"]] for gap in gaps]
+
+
 def manifest_key(file_key: str) -> str:
     """Return the `_metadata/` manifest key of a data file key."""
     head, _, name = file_key.rpartition("/")
@@ -175,7 +180,7 @@ class BronzeExporter:
         if self.until:
             where &= Q(**{f"{self.source.time_field}__lt": self.until})
         count = self.source.queryset().filter(where).count()
-        return count, ranges.count(state.gaps) if state else 0
+        return count, ranges.count(gap_ranges(state.gaps)) if state else 0
 
     def run(self, run: JobRun) -> ExportResult:
         """Export everything available; record counters on `run`."""
@@ -207,7 +212,7 @@ class BronzeExporter:
                     break
             state.refresh_from_db()
             result.cursor_end = state.high_watermark
-            result.open_gaps = ranges.count(state.gaps)
+            result.open_gaps = ranges.count(gap_ranges(state.gaps))
         result.seconds = (timezone.now() - started).total_seconds()
         run.rows_out = result.rows
         run.rows_rejected = result.rejected
@@ -266,7 +271,7 @@ class BronzeExporter:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             xmin, xmax = self._snapshot()
             fresh = rows_after(self.source, state.high_watermark, self.batch_size)
-            found = rows_in(self.source, state.gaps)
+            found = rows_in(self.source, gap_ranges(state.gaps))
         return fresh, found, xmin, xmax
 
     def _close_settled_gaps(self, gaps: list[dict], xmin: int | None) -> list[dict]:

@@ -6,6 +6,7 @@ dataset's exact types (no Python object per value), elsewhere by a plain iterato
 """
 
 import io
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -156,7 +157,13 @@ def _read_copy(source: Source, qs: QuerySet) -> pa.Table:
         false_values=["f"],
     )
     with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
+        chunks = iter(copy)
+        first = next(chunks, None)
+        if first is None:
+            return source.dataset.schema.empty_table()
+        stream = io.BufferedReader(
+            _CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20
+        )
         table = pacsv.read_csv(
             stream,
             read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),

@@ -6,57 +6,154 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datalake', '0001_initial'),
+        ("datalake", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ExportCursor',
+            name="ExportCursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('dataset', models.CharField(help_text='Bronze dataset name', max_length=100, unique=True)),
-                ('high_watermark', models.BigIntegerField(default=0, help_text='Highest source cursor value covered by committed exports')),
-                ('gaps', models.JSONField(blank=True, default=list, help_text='Open gaps below the watermark: [{lo, hi, seen_at, xmax}]')),
-                ('next_batch', models.BigIntegerField(default=1, help_text='Number of the next export batch')),
-                ('updated_at', models.DateTimeField(auto_now=True, help_text='When the cursor last moved')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.CharField(help_text="Bronze dataset name", max_length=100, unique=True),
+                ),
+                (
+                    "high_watermark",
+                    models.BigIntegerField(
+                        default=0,
+                        help_text="Highest source cursor value covered by committed exports",
+                    ),
+                ),
+                (
+                    "gaps",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Open gaps below the watermark: [{lo, hi, seen_at, xmax}]",
+                    ),
+                ),
+                (
+                    "next_batch",
+                    models.BigIntegerField(default=1, help_text="Number of the next export batch"),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(auto_now=True, help_text="When the cursor last moved"),
+                ),
             ],
             options={
-                'ordering': ['dataset'],
+                "ordering": ["dataset"],
             },
         ),
         migrations.CreateModel(
-            name='Lease',
+            name="Lease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='What is locked', max_length=200, unique=True)),
-                ('holder', models.CharField(help_text='host:pid:token of the holder', max_length=200)),
-                ('expires_at', models.DateTimeField(help_text='When the lease lapses unless renewed')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(help_text="What is locked", max_length=200, unique=True)),
+                (
+                    "holder",
+                    models.CharField(help_text="host:pid:token of the holder", max_length=200),
+                ),
+                (
+                    "expires_at",
+                    models.DateTimeField(help_text="When the lease lapses unless renewed"),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ExportBatch',
+            name="ExportBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('dataset', models.CharField(help_text='Bronze dataset name', max_length=100)),
-                ('number', models.BigIntegerField(help_text='Batch number within the dataset')),
-                ('status', models.CharField(choices=[('PLANNED', 'Planned'), ('COMMITTED', 'Committed')], default='PLANNED', help_text='State', max_length=10)),
-                ('members', models.JSONField(default=list, help_text='Source cursor values in this batch, as [lo, hi] ranges')),
-                ('watermark_before', models.BigIntegerField(help_text='Cursor high watermark before')),
-                ('watermark_after', models.BigIntegerField(help_text='Cursor high watermark after')),
-                ('gaps_after', models.JSONField(default=list, help_text='Open gaps once committed')),
-                ('files', models.JSONField(default=list, help_text='Files of the batch with their manifests')),
-                ('rows', models.BigIntegerField(default=0, help_text='Rows written to bronze')),
-                ('rejected', models.BigIntegerField(default=0, help_text='Rows written to quarantine')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, help_text='When planned')),
-                ('committed_at', models.DateTimeField(blank=True, help_text='When committed', null=True)),
-                ('run', models.ForeignKey(blank=True, help_text='Run that planned the batch', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='export_batches', to='datalake.jobrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("dataset", models.CharField(help_text="Bronze dataset name", max_length=100)),
+                ("number", models.BigIntegerField(help_text="Batch number within the dataset")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("PLANNED", "Planned"), ("COMMITTED", "Committed")],
+                        default="PLANNED",
+                        help_text="State",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "members",
+                    models.JSONField(
+                        default=list,
+                        help_text="Source cursor values in this batch, as [lo, hi] ranges",
+                    ),
+                ),
+                (
+                    "watermark_before",
+                    models.BigIntegerField(help_text="Cursor high watermark before"),
+                ),
+                (
+                    "watermark_after",
+                    models.BigIntegerField(help_text="Cursor high watermark after"),
+                ),
+                (
+                    "gaps_after",
+                    models.JSONField(default=list, help_text="Open gaps once committed"),
+                ),
+                (
+                    "files",
+                    models.JSONField(
+                        default=list, help_text="Files of the batch with their manifests"
+                    ),
+                ),
+                ("rows", models.BigIntegerField(default=0, help_text="Rows written to bronze")),
+                (
+                    "rejected",
+                    models.BigIntegerField(default=0, help_text="Rows written to quarantine"),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="When planned"
+                    ),
+                ),
+                (
+                    "committed_at",
+                    models.DateTimeField(blank=True, help_text="When committed", null=True),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Run that planned the batch",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="export_batches",
+                        to="datalake.jobrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', 'number'],
-                'indexes': [models.Index(fields=['dataset', 'status'], name='idx_exportbatch_status')],
-                'constraints': [models.UniqueConstraint(fields=('dataset', 'number'), name='uniq_exportbatch_number')],
+                "ordering": ["dataset", "number"],
+                "indexes": [
+                    models.Index(fields=["dataset", "status"], name="idx_exportbatch_status")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("dataset", "number"), name="uniq_exportbatch_number"
+                    )
+                ],
             },
         ),
     ]
