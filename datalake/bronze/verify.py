@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datalake.bronze.exporter import manifest_key
@@ -51,10 +52,14 @@ def verify_dataset(name: str, storage: Storage) -> VerifyReport:
         body = storage.get_bytes(key)
         if hashlib.sha256(body).hexdigest() != manifest["sha256"]:
             report.problems.append(f"{key}: sha256 differs from its manifest")
-        rows = pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
+        try:
+            rows = pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
+            values = pq.read_table(io.BytesIO(body), columns=[dataset.cursor])[dataset.cursor]
+        except pa.ArrowException as exc:
+            report.problems.append(f"{key}: not readable as Parquet ({exc})")
+            continue
         if rows != manifest["rows"]:
             report.problems.append(f"{key}: {rows} rows, manifest says {manifest['rows']}")
-        values = pq.read_table(io.BytesIO(body), columns=[dataset.cursor])[dataset.cursor]
         seen.update(values.to_pylist())
         report.files += 1
         if manifest["kind"] == "quarantine":
