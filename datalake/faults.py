@@ -14,3 +14,12 @@ def crash_point(name: str) -> None:
     """SIGKILL this process if DATALAKE_FAULT_POINT is `name` (test hook)."""
     if os.environ.get("DATALAKE_FAULT_POINT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def register_s3_hooks(client) -> None:
+    """Crash at "mid_file" while an upload request is on the wire (test hook)."""
+    if os.environ.get("DATALAKE_FAULT_POINT") == "mid_file":
+        for operation in ("PutObject", "UploadPart", "CompleteMultipartUpload"):
+            client.meta.events.register(
+                f"before-send.s3.{operation}", lambda **_: crash_point("mid_file")
+            )

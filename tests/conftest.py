@@ -42,6 +42,23 @@ def require_postgres(is_postgres: bool) -> None:
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://... to run this test)")
 
 
+def test_database_url() -> str:
+    """Return a DATABASE_URL for the test database, for subprocesses that must share it."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (manage.py, celery) sharing this test's database."""
+    return {**os.environ, "DATABASE_URL": test_database_url(), "DATALAKE_LOG_LEVEL": "WARNING"}
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings() -> None:
     """Give this test run its own test database, so concurrent runs never collide."""

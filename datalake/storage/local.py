@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from datalake import faults
 from datalake.storage.base import (
     DEFAULT_STALE_AFTER,
     ObjectInfo,
@@ -31,6 +32,8 @@ COPY_BUFFER = 1024 * 1024
 def _copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
     """Copy `src` into `dst` (a seam for tests that crash a copy half-way)."""
     shutil.copyfileobj(src, dst, COPY_BUFFER)
+    dst.flush()
+    faults.crash_point("mid_file")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -20,6 +20,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from datalake import faults
 from datalake.storage.base import (
     DEFAULT_STALE_AFTER,
     InvalidStorageKey,
@@ -150,6 +151,7 @@ class S3Storage(Storage):
         self._client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url or None, config=config
         )
+        faults.register_s3_hooks(self._client)
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,

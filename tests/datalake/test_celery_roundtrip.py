@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app
 from datalake.models import JobRun
@@ -20,18 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def database_url() -> str:
-    """Return a URL for the test database the worker must share with this process."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def run_through_worker(broker_url: str, tmp_path: Path) -> JobRun:
+def run_through_worker(broker_url: str, tmp_path: Path, base_env: dict) -> JobRun:
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker_url}
+    env = {**base_env, "CELERY_BROKER_URL": broker_url}
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
@@ -59,17 +49,17 @@ def run_through_worker(broker_url: str, tmp_path: Path) -> JobRun:
         log.close()
 
 
-def test_round_trip_on_redis_broker(redis_url, tmp_path):
-    run = run_through_worker(redis_url, tmp_path)
+def test_round_trip_on_redis_broker(redis_url, tmp_path, subprocess_env):
+    run = run_through_worker(redis_url, tmp_path, subprocess_env)
     assert run.status == JobRun.Status.SUCCEEDED
     assert run.job_name == "ops.ping"
     assert run.trigger == JobRun.Trigger.SCHEDULE
     assert run.pid != os.getpid()
 
 
-def test_round_trip_on_default_filesystem_broker(tmp_path):
+def test_round_trip_on_default_filesystem_broker(tmp_path, subprocess_env):
     if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
         pytest.skip("the embedded filesystem broker is not the configured broker")
-    run = run_through_worker(settings.CELERY_BROKER_URL, tmp_path)
+    run = run_through_worker(settings.CELERY_BROKER_URL, tmp_path, subprocess_env)
     assert run.status == JobRun.Status.SUCCEEDED
     assert run.pid != os.getpid()
