@@ -1,9 +1,14 @@
 """Celery tasks: thin shells over the datalake services."""
 
-from celery import shared_task
+from dataclasses import asdict
 
+from celery import shared_task
+from django.db import OperationalError
+
+from datalake.bronze.exporter import export_dataset
 from datalake.models import JobRun
 from datalake.runs import tracked_run
+from datalake.storage.base import StorageUnavailable
 
 
 @shared_task(name="datalake.ping")
@@ -17,3 +22,27 @@ def ping(message: str = "pong") -> int:
     ) as run:
         run.rows_out = 1
     return run.pk
+
+
+@shared_task(
+    name="datalake.export_bronze",
+    acks_late=True,
+    autoretry_for=(StorageUnavailable, OperationalError),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=5,
+)
+def export_bronze(dataset: str, batch_size: int | None = None) -> dict:
+    """Export one bronze dataset (scheduled hourly); a concurrent run records SKIPPED.
+
+    Late acknowledgement plus the exporter's roll-forward recovery make a redelivered or
+    retried task safe: it completes what the lost attempt started, never duplicates it.
+    """
+    result = export_dataset(
+        dataset,
+        trigger=JobRun.Trigger.SCHEDULE,
+        parameters={"dataset": dataset, "batch_size": batch_size},
+        batch_size=batch_size,
+    )
+    return asdict(result)
