@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from datalake.models import JobRun
+from datalake.models import JobRun, QualityCheck
 
 
 class ChildRunInline(admin.TabularInline):
@@ -11,6 +11,17 @@ class ChildRunInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class QualityCheckInline(admin.TabularInline):
+    model = QualityCheck
+    fields = ("dataset", "partition", "name", "passed", "critical", "observed")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -49,9 +60,9 @@ class JobRunAdmin(admin.ModelAdmin):
             {"fields": ("interval_start", "interval_end", "cursor_start", "cursor_end")},
         ),
         ("Parameters", {"fields": ("parameters",)}),
-        ("Outcome", {"fields": ("error", "host", "pid")}),
+        ("Outcome", {"fields": ("error", "host", "pid", "spark_app_id", "log_file")}),
     )
-    inlines = (ChildRunInline,)
+    inlines = (QualityCheckInline, ChildRunInline)
 
     @admin.display(description="duration")
     def duration_display(self, obj: JobRun) -> str:

@@ -77,6 +77,12 @@ class JobRun(models.Model):
     error = models.TextField(blank=True, help_text="Why it failed or was skipped")
     host = models.CharField(max_length=255, blank=True, help_text="Machine that ran it")
     pid = models.IntegerField(null=True, blank=True, help_text="Process id on that machine")
+    spark_app_id = models.CharField(
+        max_length=100, blank=True, help_text="Spark application id (Spark jobs only)"
+    )
+    log_file = models.CharField(
+        max_length=500, blank=True, help_text="Where the full log of the run was written"
+    )
 
     objects = JobRunManager()
 
@@ -209,3 +215,24 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder}"
+
+
+class QualityCheck(models.Model):
+    """The result of one data-quality check on one partition, written by a Spark job."""
+
+    run = models.ForeignKey(
+        JobRun, on_delete=models.CASCADE, related_name="checks", help_text="Run that checked"
+    )
+    dataset = models.CharField(max_length=100, help_text="Dataset checked, e.g. silver.x")
+    partition = models.CharField(max_length=200, blank=True, help_text="Partition (or all)")
+    name = models.CharField(max_length=100, help_text="Check name, e.g. execution_id_unique")
+    passed = models.BooleanField(help_text="Whether the check passed")
+    critical = models.BooleanField(default=True, help_text="A failure stops publishing")
+    observed = models.CharField(max_length=500, blank=True, help_text="Observed value")
+
+    class Meta:
+        ordering = ["run", "dataset", "partition", "name"]
+        indexes = [models.Index(fields=["dataset", "name"], name="idx_qualitycheck_ds_name")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.partition} {self.name}: {'ok' if self.passed else 'FAILED'}"

@@ -1,0 +1,244 @@
+"""Silver: which Spark job builds which dataset from what, and running it tracked."""
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from datalake.locks import ConcurrentRun, exclusive
+from datalake.models import ExportBatch, JobRun
+from datalake.spark.runner import SparkJobFailed, run_job
+
+
+@dataclass(frozen=True)
+class SilverJob:
+    """A silver dataset, the Spark job that builds it, and its inputs."""
+
+    name: str  # e.g. silver.stop_executions (also the spark_jobs job name)
+    inputs: tuple[str, ...]
+    incremental_from: str | None = None  # bronze dataset whose new dates drive a daily run
+
+
+SILVER_JOBS = {
+    job.name: job
+    for job in (
+        SilverJob("silver.stop_executions", ("bronze.events",), incremental_from="events"),
+        SilverJob("silver.operations", ("bronze.orders", "silver.stop_executions")),
+        SilverJob("silver.portfolio_snapshots", ("bronze.portfolio",)),
+    )
+}
+OUTPUT_NAME = re.compile(r"^(?P<base>silver\.[a-z_]+?)(?P<suffix>_v\d+|_[a-z0-9]+)?$")
+
+
+class UnknownDataset(ValueError):
+    """A dataset or job name that the lake does not know."""
+
+
+def resolve_output(output: str) -> SilverJob:
+    """Return the job that builds `output`, which may carry a suffix (`..._v2`)."""
+    if output in SILVER_JOBS:
+        return SILVER_JOBS[output]
+    for name, job in SILVER_JOBS.items():
+        rest = output.removeprefix(name)
+        if rest != output and re.fullmatch(r"_[a-z0-9]+", rest):
+            return job
+    known = ", ".join(sorted(SILVER_JOBS))
+    raise UnknownDataset(f"unknown output {output!r}; known: {known} (optionally with _v2...)")
+
+
+def new_bronze_dates(dataset: str, after_batch: int) -> tuple[list[str], int]:
+    """Return the bronze dates that received files after batch id `after_batch`, and the
+    newest committed batch id (the bronze manifests, as recorded on the export batches)."""
+    batches = ExportBatch.objects.filter(
+        dataset=dataset, status=ExportBatch.Status.COMMITTED, pk__gt=after_batch
+    ).values_list("pk", "files")
+    dates: set[str] = set()
+    newest = after_batch
+    for pk, files in batches:
+        newest = max(newest, pk)
+        dates.update(f["partition"]["date"] for f in files if f["kind"] == "data")
+    return sorted(dates), newest
+
+
+def run_silver(
+    job_name: str,
+    *,
+    trigger: str = JobRun.Trigger.CLI,
+    full: bool = False,
+    timeout: float | None = None,
+) -> JobRun:
+    """Build one silver dataset; a daily run recomputes only what new bronze files affect."""
+    job = SILVER_JOBS.get(job_name)
+    if job is None:
+        raise UnknownDataset(f"unknown silver job {job_name!r}; known: {', '.join(SILVER_JOBS)}")
+    run = JobRun.objects.start(
+        job.name,
+        layer=JobRun.Layer.SILVER,
+        dataset=job.name.split(".", 1)[1],
+        trigger=trigger,
+        parameters={"full": full, "inputs": list(job.inputs)},
+    )
+    try:
+        with exclusive(f"spark.{job.name}"):
+            args: list[str] = []
+            if job.incremental_from:
+                last = (
+                    JobRun.objects.filter(job_name=job.name, status=JobRun.Status.SUCCEEDED)
+                    .exclude(cursor_end="")
+                    .order_by("-pk")
+                    .first()
+                )
+                after = 0 if full or last is None else int(last.cursor_end)
+                dates, newest = new_bronze_dates(job.incremental_from, after)
+                run.cursor_start, run.cursor_end = str(after), str(newest)
+                run.save(update_fields=["cursor_start", "cursor_end"])
+                if after and not dates:
+                    run.skip(f"no new bronze.{job.incremental_from} files since batch {after}")
+                    return run
+                if after:
+                    args = ["--dates", ",".join(dates)]
+                    run.parameters = {**run.parameters, "dates": dates}
+            args.append("--overwrite")
+            outcome = run_job(job.name, args, run=run, timeout=timeout)
+    except ConcurrentRun as exc:
+        run.skip(str(exc))
+        return run
+    except BaseException as exc:
+        if run.status == JobRun.Status.RUNNING:
+            run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    if not outcome.ok:
+        raise SparkJobFailed(run.error.splitlines()[0])
+    return run
+
+
+def date_range(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+class PartitionsExist(Exception):
+    """The backfill would replace partitions and --overwrite was not given."""
+
+
+def existing_partitions(output: str, start: date, end: date) -> list[str]:
+    """Return the partitions of `output` whose date lies in [start, end]."""
+    from datalake.storage import get_storage
+
+    layer, name = output.split(".", 1)
+    found = set()
+    for info in get_storage().list(f"{layer}/{name}/"):
+        parts = info.key.split("/")[2:-1]
+        if any(p.startswith(("_", ".")) for p in parts):
+            continue
+        dates = [p.removeprefix("date=") for p in parts if p.startswith("date=")]
+        if dates and start.isoformat() <= dates[0] <= end.isoformat():
+            found.add("/".join(parts))
+    return sorted(found)
+
+
+def backfill(
+    *,
+    start: date,
+    end: date,
+    input_name: str,
+    output: str,
+    overwrite: bool,
+    chunk_days: int = 7,
+    trigger: str = JobRun.Trigger.CLI,
+    timeout: float | None = None,
+    progress=lambda line: None,
+) -> JobRun:
+    """Recompute `output` for [start, end] from `input_name`, one child run per date."""
+    job = resolve_output(output)
+    if input_name not in job.inputs:
+        raise UnknownDataset(
+            f"{output} is built from {', '.join(job.inputs)}, not from {input_name!r}"
+        )
+    if end < start:
+        raise ValueError(f"--end-date {end} is before --start-date {start}")
+    if chunk_days < 1:
+        raise ValueError("--chunk-days must be at least 1")
+    existing = existing_partitions(output, start, end)
+    if existing and not overwrite:
+        shown = ", ".join(existing[:10]) + (
+            f" and {len(existing) - 10} more" if len(existing) > 10 else ""
+        )
+        raise PartitionsExist(f"{output} already has {len(existing)} partitions in range: {shown}")
+    parent = JobRun.objects.start(
+        "backfill",
+        layer=JobRun.Layer.SILVER,
+        dataset=output.split(".", 1)[1],
+        trigger=trigger,
+        parameters={"start_date": str(start), "end_date": str(end), "input": input_name,
+                    "output": output, "overwrite": overwrite, "chunk_days": chunk_days},
+        interval_start=_midnight(start),
+        interval_end=_midnight(end + timedelta(days=1)),
+    )  # fmt: skip
+    days = date_range(start, end)
+    failures = []
+    try:
+        with exclusive(f"spark.{job.name}"):
+            for i in range(0, len(days), chunk_days):
+                chunk = days[i : i + chunk_days]
+                children = [
+                    JobRun.objects.start(
+                        job.name,
+                        layer=JobRun.Layer.SILVER,
+                        dataset=parent.dataset,
+                        trigger=trigger,
+                        parent=parent,
+                        parameters={"date": str(day)},
+                        interval_start=_midnight(day),
+                        interval_end=_midnight(day + timedelta(days=1)),
+                    )
+                    for day in chunk
+                ]
+                args = [
+                    "--start-date",
+                    str(chunk[0]),
+                    "--end-date",
+                    str(chunk[-1]),
+                    "--output",
+                    output,
+                ]
+                if overwrite:
+                    args.append("--overwrite")
+                outcome = run_job(job.name, args, run=children[0], timeout=timeout)
+                rows = _rows_per_date(outcome.result)
+                first = children[0]
+                for day, child in zip(chunk, children, strict=True):
+                    if child is not first:
+                        child.spark_app_id, child.log_file = first.spark_app_id, first.log_file
+                        child.finish(first.status, error=first.error)
+                    child.rows_out = rows.get(str(day), 0)
+                    child.save(update_fields=["rows_out", "spark_app_id", "log_file"])
+                    progress(f"{day}  {child.status:<9} {child.rows_out:>10} rows")
+                parent.rows_out += sum(rows.values())
+                parent.rows_in += first.rows_in
+                if not outcome.ok:
+                    failures.append(f"{chunk[0]}..{chunk[-1]}: {first.error.splitlines()[0]}")
+                    break
+    except ConcurrentRun as exc:
+        parent.skip(str(exc))
+        return parent
+    except BaseException as exc:
+        parent.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    if failures:
+        parent.fail("; ".join(failures))
+        raise SparkJobFailed(parent.error)
+    parent.succeed()
+    return parent
+
+
+def _rows_per_date(result: dict) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for partition, count in result.get("partition_rows", {}).items():
+        day = next((p[5:] for p in partition.split("/") if p.startswith("date=")), "")
+        rows[day] = rows.get(day, 0) + int(count)
+    return rows
+
+
+def _midnight(day: date):
+    from datetime import UTC, datetime, time
+
+    return datetime.combine(day, time.min, tzinfo=UTC)

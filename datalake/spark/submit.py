@@ -1,0 +1,87 @@
+"""Build spark-submit command lines: pure functions, no Django, no pyspark."""
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """Everything spark-submit needs that comes from settings."""
+
+    spark_submit: str = "spark-submit"
+    master: str = "local[*]"
+    deploy_mode: str = "client"
+    driver_memory: str = "2g"
+    executor_memory: str = "2g"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+BASE_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+}
+
+
+def lake_conf(lake_uri: str, *, endpoint_url: str | None, addressing_style: str) -> dict[str, str]:
+    """Return the (non-secret) Hadoop settings for reaching the lake.
+
+    Credentials are never put here: S3A's default provider chain reads
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the job's environment.
+    """
+    if not lake_uri.startswith("s3a://"):
+        return {}
+    conf = {"spark.hadoop.fs.s3a.path.style.access": str(addressing_style == "path").lower()}
+    if endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint_url
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
+            endpoint_url.startswith("https://")
+        ).lower()
+    return conf
+
+
+def build_command(
+    config: SubmitConfig,
+    *,
+    main: str,
+    args: list[str],
+    py_files: str | None = None,
+    app_name: str | None = None,
+    extra_conf: dict[str, str] | None = None,
+) -> list[str]:
+    """Return the spark-submit argv for running `main` with `args`."""
+    command = [
+        config.spark_submit,
+        "--master", config.master,
+        "--deploy-mode", config.deploy_mode,
+        "--driver-memory", config.driver_memory,
+        "--executor-memory", config.executor_memory,
+    ]  # fmt: skip
+    if app_name:
+        command += ["--name", app_name]
+    if py_files:
+        command += ["--py-files", py_files]
+    conf = {**BASE_CONF, **(extra_conf or {}), **config.conf}
+    for key in sorted(conf):
+        command += ["--conf", f"{key}={conf[key]}"]
+    return [*command, main, *args]
+
+
+def package_jobs(source_dir: Path, dest_dir: Path) -> Path:
+    """Zip the `spark_jobs` package for --py-files; reuse the zip while sources are unchanged."""
+    files = sorted(p for p in source_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(source_dir)).encode())
+        digest.update(path.read_bytes())
+    target = dest_dir / f"{source_dir.name}-{digest.hexdigest()[:12]}.zip"
+    if not target.exists():
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, Path(source_dir.name) / path.relative_to(source_dir))
+        partial.replace(target)
+    return target
