@@ -1,0 +1,169 @@
+"""End to end: demo data -> export_bronze -> silver via spark-submit, compared with an
+independent computation of the same facts from the source tables."""
+
+import io
+import os
+import time
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from api.models import StopEvent
+from datalake.models import JobRun, QualityCheck
+from datalake.silver import run_silver
+from datalake.spark.runner import SparkJobFailed, run_job
+from datalake.storage import get_storage
+from tests.lake_helpers import read_lake, visible_parquet_keys
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+STATUS_OF = {
+    "STOP_TRIGGERED": "PENDING",
+    "EXECUTION_SUBMITTED": "SUBMITTED",
+    "EXECUTED": "EXECUTED",
+    "FAILED": "FAILED",
+    "BLOCKED": "BLOCKED",
+    "KILL_SWITCH": "BLOCKED",
+    "CIRCUIT_BREAKER": "BLOCKED",
+    "STALE_PRICE": "BLOCKED",
+}
+
+
+def expected_executions() -> dict[str, dict]:
+    """Replay the source events in plain Python: the independent computation."""
+    events = defaultdict(list)
+    for event in StopEvent.objects.order_by("occurred_at", "event_seq"):
+        events[event.execution_token].append(event)
+    out = {}
+    for token, evs in events.items():
+        status = None
+        for event in evs:
+            status = STATUS_OF.get(event.event_type, status)
+        executed = [e for e in evs if e.event_type == "EXECUTED"]
+        out[token] = {
+            "client_id": evs[0].client_id,
+            "date": evs[0].occurred_at.date().isoformat(),
+            "status": status,
+            "triggered_at": next(e.occurred_at for e in evs if e.event_type == "STOP_TRIGGERED"),
+            "executed_at": executed[-1].occurred_at if executed else None,
+            "fill_price": executed[-1].fill_price if executed else None,
+            "retry_count": max(e.retry_count for e in evs),
+            "event_count": len(evs),
+        }
+    return out
+
+
+def silver_executions(storage) -> dict[str, dict]:
+    table = read_lake(storage, "silver/stop_executions/")
+    rows = {}
+    for row in table.to_pylist():
+        rows[row["execution_token"]] = {
+            "client_id": row["client_id"],
+            "date": str(row["date"]),
+            "status": row["status"],
+            "triggered_at": row["triggered_at"],
+            "executed_at": row["executed_at"],
+            "fill_price": row["fill_price"],
+            "retry_count": row["retry_count"],
+            "event_count": row["event_count"],
+        }
+    assert len(rows) == table.num_rows, "execution_id is not unique"
+    return rows
+
+
+@pytest.fixture
+def spark_lake(tmp_path, settings):
+    settings.DATALAKE_URI = str(tmp_path / "lake")
+    settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
+    settings.DATALAKE_SPARK_MASTER = "local[2]"
+    settings.DATALAKE_SPARK_DRIVER_MEMORY = "1g"
+    return get_storage()
+
+
+@pytest.fixture
+def demo_lake(spark_lake):
+    call_command(
+        "seed_demo",
+        "--events",
+        "3000",
+        "--days",
+        "3",
+        "--no-progress",
+        stdout=io.StringIO(),
+    )
+    call_command("export_bronze", "--no-progress", stdout=io.StringIO())
+    return spark_lake
+
+
+def test_stop_executions_match_an_independent_replay_and_update_incrementally(demo_lake, tmp_path):
+    run = run_silver("silver.stop_executions")
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert run.spark_app_id.startswith("local-")
+    assert run.rows_out == len(expected_executions())
+    assert silver_executions(demo_lake) == expected_executions()
+    checks = QualityCheck.objects.filter(run=run)
+    assert checks.exists()
+    assert all(c.passed for c in checks)
+    keys = visible_parquet_keys(demo_lake, "silver/stop_executions/")
+    before = {k: (tmp_path / "lake" / k).stat().st_mtime_ns for k in keys}
+
+    # A new day arrives: only the partitions it touches are recomputed.
+    call_command("seed_demo", "--events", "600", "--days", "1", "--start-date", "2024-12-23",
+                 "--no-progress", stdout=io.StringIO())  # fmt: skip
+    call_command("export_bronze", "--no-progress", stdout=io.StringIO())
+    daily = run_silver("silver.stop_executions")
+    assert daily.status == JobRun.Status.SUCCEEDED, daily.error
+    assert "2024-12-23" in daily.parameters["dates"]
+    assert silver_executions(demo_lake) == expected_executions()
+    untouched = [k for k in before if "date=2024-12-20" in k]
+    assert untouched
+    for key in untouched:
+        assert (tmp_path / "lake" / key).stat().st_mtime_ns == before[key]
+
+    nothing_new = run_silver("silver.stop_executions")
+    assert nothing_new.status == JobRun.Status.SKIPPED
+
+
+def test_a_job_that_raises_is_a_failed_run_with_a_readable_error(spark_lake):
+    run = JobRun.objects.start("diagnostics.fail", layer=JobRun.Layer.OPS)
+    outcome = run_job("diagnostics.fail", [], run=run)
+    run.refresh_from_db()
+    assert not outcome.ok
+    assert run.status == JobRun.Status.FAILED
+    assert "deliberate failure" in run.error
+    assert run.finished_at is not None
+    assert os.path.exists(run.log_file)
+
+
+def test_a_job_that_runs_too_long_is_killed_and_failed(spark_lake):
+    run = JobRun.objects.start("diagnostics.sleep", layer=JobRun.Layer.OPS)
+    started = time.monotonic()
+    outcome = run_job("diagnostics.sleep", ["--seconds", "300"], run=run, timeout=25)
+    run.refresh_from_db()
+    assert outcome.timed_out
+    assert time.monotonic() - started < 120
+    assert run.status == JobRun.Status.FAILED
+    assert run.error.startswith("timed out after 25 s")
+
+
+def test_a_failing_quality_gate_fails_the_run_and_publishes_nothing(demo_lake):
+    executed = StopEvent.objects.filter(event_type="EXECUTED").first()
+    StopEvent.objects.create(
+        event_id=uuid.uuid4(), event_seq=StopEvent.objects.order_by("-event_seq")[0].event_seq + 1,
+        occurred_at=executed.occurred_at + timedelta(seconds=1), operation_id=executed.operation_id,
+        client_id=executed.client_id, symbol=executed.symbol, event_type="EXECUTED",
+        execution_token=executed.execution_token, fill_price=executed.fill_price,
+        slippage_pct=Decimal("80.0000"), source="ws", quantity=executed.quantity,
+    )  # fmt: skip
+    call_command("export_bronze", "--no-progress", stdout=io.StringIO())
+    with pytest.raises(SparkJobFailed, match="critical quality checks failed"):
+        run_silver("silver.stop_executions")
+    run = JobRun.objects.get(job_name="silver.stop_executions")
+    assert run.status == JobRun.Status.FAILED
+    failed = QualityCheck.objects.filter(run=run, passed=False)
+    assert failed.exists()
+    assert not visible_parquet_keys(demo_lake, "silver/stop_executions/")
