@@ -2,6 +2,7 @@
 independent computation of the same facts from the source tables."""
 
 import io
+import json
 import os
 import time
 import uuid
@@ -167,3 +168,35 @@ def test_a_failing_quality_gate_fails_the_run_and_publishes_nothing(demo_lake):
     failed = QualityCheck.objects.filter(run=run, passed=False)
     assert failed.exists()
     assert not visible_parquet_keys(demo_lake, "silver/stop_executions/")
+
+
+def test_seed_sample_queries_run_through_lake_sql(demo_lake):
+    assert run_silver("silver.stop_executions").status == JobRun.Status.SUCCEEDED
+    out = io.StringIO()
+    call_command("lake_sql", "-f", "datalake/sql/seed_samples.sql", "--format", "json", stdout=out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    by_client = defaultdict(lambda: [0, 0])
+    for execution in expected_executions().values():
+        by_client[execution["client_id"]][0] += 1
+        by_client[execution["client_id"]][1] += execution["status"] == "EXECUTED"
+    success = {r["client_id"]: r for r in rows if "success_rate_pct" in r}
+    assert {c: [r["total_executions"], r["successful"]] for c, r in success.items()} == {
+        c: v for c, v in by_client.items()
+    }
+    per_date = {r["date"]: r["row_count"] for r in rows if "row_count" in r}
+    assert sum(per_date.values()) == StopEvent.objects.count()
+    assert any("null_fill_price_pct" in r for r in rows)
+    assert any("max_lag" in r for r in rows)
+    assert any("silver_lag" in r for r in rows)
+    assert JobRun.objects.filter(job_name="lake_sql", status=JobRun.Status.SUCCEEDED).exists()
+
+
+def test_a_silver_job_runs_unchanged_on_a_standalone_cluster(
+    demo_lake, standalone_master, settings
+):
+    settings.DATALAKE_SPARK_MASTER = standalone_master
+    settings.DATALAKE_SPARK_EXECUTOR_MEMORY = "512m"
+    run = run_silver("silver.stop_executions")
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert run.spark_app_id.startswith("app-")  # a standalone application, not local-...
+    assert silver_executions(demo_lake) == expected_executions()
