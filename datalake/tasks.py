@@ -46,3 +46,11 @@ def export_bronze(dataset: str, batch_size: int | None = None) -> dict:
         batch_size=batch_size,
     )
     return asdict(result)
+
+
+@shared_task(name="datalake.run_silver", acks_late=True)
+def run_silver_job(job: str, full: bool = False, timeout: float | None = None) -> int:
+    """Build one silver dataset with spark-submit (scheduled daily); return the run id."""
+    from datalake.silver import run_silver
+
+    return run_silver(job, trigger=JobRun.Trigger.SCHEDULE, full=full, timeout=timeout).pk
