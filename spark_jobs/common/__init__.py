@@ -1,0 +1,1 @@
+"""Shared machinery of the jobs: configuration, session, lake paths, checks, publishing."""

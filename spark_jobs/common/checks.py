@@ -1,0 +1,134 @@
+"""Data-quality checks run on what a job staged, before anything is published.
+
+A check covers all the partitions a run recomputed (its ``partition`` is ``""``); when it
+fails, ``observed`` names a few offending partitions. A failed *critical* check stops the
+run from publishing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.common.lake import partition_path
+
+EXAMPLES = 3  # offending partitions named in a failed check's observed value
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check, as written to the result JSON."""
+
+    dataset: str
+    partition: str
+    check: str
+    passed: bool
+    observed: str
+    critical: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """Fail when any row matches ``bad``; report an optional aggregate ``stat`` too."""
+
+    name: str
+    bad: Column
+    noun: str = "bad rows"
+    critical: bool = True
+    stat: Column | None = None
+    stat_label: str = ""
+
+
+@dataclass(frozen=True)
+class UniqueCheck:
+    """Fail when two rows share the same ``columns``."""
+
+    name: str
+    columns: tuple[str, ...]
+    critical: bool = True
+
+
+@dataclass(frozen=True)
+class CountCheck:
+    """Fail when the number of rows differs from ``expected`` (reconciliation)."""
+
+    name: str
+    expected: int
+    source: str
+    critical: bool = True
+
+
+Check = RowCheck | UniqueCheck | CountCheck
+
+
+def not_null(column: str, critical: bool = True) -> RowCheck:
+    """Return a check that ``column`` has no nulls."""
+    return RowCheck(f"{column}_not_null", F.col(column).isNull(), "nulls", critical)
+
+
+def run_checks(
+    frame: DataFrame, dataset: str, checks: Sequence[Check], partition_by: Sequence[str]
+) -> list[CheckResult]:
+    """Return the result of every check on ``frame`` (one aggregation for the row checks)."""
+    row_checks = [c for c in checks if isinstance(c, RowCheck)]
+    aggregates = [F.count(F.lit(1)).alias("_rows")]
+    for i, check in enumerate(row_checks):
+        aggregates.append(F.count_if(F.coalesce(check.bad, F.lit(False))).alias(f"_bad{i}"))
+        if check.stat is not None:
+            aggregates.append(check.stat.alias(f"_stat{i}"))
+    totals = frame.agg(*aggregates).first()
+    assert totals is not None
+    rows = int(totals["_rows"])
+
+    results: list[CheckResult] = []
+    for check in checks:
+        if isinstance(check, RowCheck):
+            i = row_checks.index(check)
+            bad = int(totals[f"_bad{i}"])
+            observed = f"{bad} {check.noun}"
+            if check.stat is not None:
+                observed += f"; {check.stat_label} {_show(totals[f'_stat{i}'])}"
+            if bad:
+                observed += _examples(frame.filter(check.bad), partition_by)
+            passed = bad == 0
+        elif isinstance(check, UniqueCheck):
+            counts = frame.groupBy(*check.columns).count()
+            duplicated = counts.filter(F.col("count") > 1).select(*check.columns)
+            dupes = duplicated.count()
+            observed = f"{dupes} duplicated {'/'.join(check.columns)}"
+            if dupes:
+                observed += _examples(
+                    frame.join(duplicated, list(check.columns), "left_semi"), partition_by
+                )
+            passed = dupes == 0
+        else:
+            observed = f"{rows} rows; {check.expected} expected from {check.source}"
+            passed = rows == check.expected
+        results.append(CheckResult(dataset, "", check.name, passed, observed, check.critical))
+    return results
+
+
+def _examples(rows: DataFrame, partition_by: Sequence[str]) -> str:
+    if not partition_by:
+        return ""
+    found = rows.select(*partition_by).distinct().orderBy(*partition_by).limit(EXAMPLES).collect()
+    return " in " + ", ".join(partition_path(partition_by, list(r)) for r in found)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return "n/a" if value is None else str(value)
+
+
+def failed_critical(results: Sequence[CheckResult]) -> list[CheckResult]:
+    """Return the critical checks that failed."""
+    return [r for r in results if r.critical and not r.passed]

@@ -1,0 +1,176 @@
+"""The command line of ``spark_jobs/main.py`` and the frozen config it becomes.
+
+Pure module (no pyspark): the Django side builds exactly this command line::
+
+    main.py <job> --lake-uri URI --run-id N --result-file PATH
+            [--dates D1,D2,...] [--start-date D --end-date D]
+            [--output NAME] [--overwrite] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+#: Jobs and the dataset each one writes by default (None: writes nothing).
+JOBS: dict[str, str | None] = {
+    "silver.stop_executions": "silver.stop_executions",
+    "silver.operations": "silver.operations",
+    "silver.portfolio_snapshots": "silver.portfolio_snapshots",
+    "diagnostics.fail": None,
+    "diagnostics.sleep": None,
+}
+
+_DATASET_NAME = re.compile(r"^(bronze|silver|gold)\.([a-z][a-z0-9_]*)$")
+
+
+class UsageError(ValueError):
+    """Raised for a command line the jobs refuse (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """What one run of one job should do."""
+
+    job: str
+    lake_uri: str
+    run_id: str
+    result_file: str | None = None
+    dates: tuple[date, ...] = ()
+    start_date: date | None = None
+    end_date: date | None = None
+    output: str | None = None
+    overwrite: bool = False
+    seconds: float = 0.0
+
+    @property
+    def mode(self) -> str:
+        """Return ``dates`` (incremental), ``range`` (backfill) or ``full`` (rebuild)."""
+        if self.dates:
+            return "dates"
+        if self.start_date is not None:
+            return "range"
+        return "full"
+
+    @property
+    def output_layer(self) -> str:
+        return (self.output or "").split(".", 1)[0]
+
+    @property
+    def output_name(self) -> str:
+        return (self.output or "").split(".", 1)[-1]
+
+    def describe_scope(self) -> str:
+        """Return a one-line description of which partitions the run recomputes."""
+        if self.mode == "dates":
+            return "dates " + ",".join(d.isoformat() for d in self.dates)
+        if self.mode == "range":
+            return f"dates {self.start_date} .. {self.end_date}"
+        return "full rebuild"
+
+
+def parse_date(text: str) -> date:
+    """Return the ``YYYY-MM-DD`` date in ``text``, or raise UsageError."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def date_span(first: date, last: date) -> list[date]:
+    """Return every date from ``first`` to ``last``, both included."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def lake_root(uri: str) -> str:
+    """Return the lake URI as Hadoop wants it: ``file:///abs/dir`` or ``s3a://bucket/prefix``.
+
+    ``s3://`` is accepted and read as ``s3a://`` (the connector Spark ships with).
+    """
+    uri = uri.strip()
+    if not uri:
+        raise UsageError("--lake-uri is empty")
+    if uri.startswith("s3://"):
+        uri = "s3a://" + uri[len("s3://") :]
+    if "://" in uri:
+        return uri.rstrip("/")
+    if uri.startswith("file:"):
+        uri = uri[len("file:") :]
+    return "file://" + str(Path(uri).expanduser().resolve())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``main.py`` (errors raise UsageError)."""
+    parser = _Parser(prog="spark_jobs/main.py", description="Run one lake job.")
+    parser.add_argument("job", help=f"one of: {', '.join(JOBS)}")
+    parser.add_argument("--lake-uri", required=True, help="lake root: directory or s3a://...")
+    parser.add_argument("--run-id", required=True, help="JobRun id (names the staging dir)")
+    parser.add_argument("--result-file", help="local path of the result JSON")
+    parser.add_argument("--dates", help="incremental: bronze dates that received new files")
+    parser.add_argument("--start-date", help="backfill: first silver date (inclusive)")
+    parser.add_argument("--end-date", help="backfill: last silver date (inclusive)")
+    parser.add_argument("--output", help="output dataset, e.g. silver.stop_executions_v2")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing partitions")
+    parser.add_argument("--seconds", type=float, default=0.0, help="diagnostics.sleep only")
+    return parser
+
+
+def parse_args(argv: list[str]) -> JobConfig:
+    """Return the JobConfig for ``argv``, or raise UsageError saying what is wrong."""
+    args = build_parser().parse_args(argv)
+    if args.job not in JOBS:
+        raise UsageError(f"unknown job {args.job!r}; known: {', '.join(JOBS)}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.run_id):
+        raise UsageError(f"--run-id must be a plain identifier, got {args.run_id!r}")
+    dates: tuple[date, ...] = ()
+    if args.dates:
+        dates = tuple(sorted({parse_date(d) for d in args.dates.split(",") if d.strip()}))
+        if not dates:
+            raise UsageError("--dates is empty")
+    start = parse_date(args.start_date) if args.start_date else None
+    end = parse_date(args.end_date) if args.end_date else None
+    if (start is None) != (end is None):
+        raise UsageError("--start-date and --end-date go together")
+    if start and end and start > end:
+        raise UsageError(f"--start-date {start} is after --end-date {end}")
+    if dates and start:
+        raise UsageError("give --dates (incremental) or --start-date/--end-date, not both")
+    if args.seconds < 0:
+        raise UsageError("--seconds must not be negative")
+    return JobConfig(
+        job=args.job,
+        lake_uri=lake_root(args.lake_uri),
+        run_id=args.run_id,
+        result_file=args.result_file,
+        dates=dates,
+        start_date=start,
+        end_date=end,
+        output=resolve_output(args.job, args.output),
+        overwrite=args.overwrite,
+        seconds=args.seconds,
+    )
+
+
+def resolve_output(job: str, output: str | None) -> str | None:
+    """Return the dataset the job writes: its own, or a suffixed variant of it.
+
+    ``silver.stop_executions_v2`` is accepted for ``silver.stop_executions``; another job's
+    dataset is refused so that a typo can never overwrite it.
+    """
+    default = JOBS[job]
+    if output is None or default is None:
+        return default
+    match = _DATASET_NAME.match(output)
+    if not match:
+        raise UsageError(f"--output must look like silver.name_suffix, got {output!r}")
+    if output != default and not output.startswith(default + "_"):
+        raise UsageError(f"--output {output!r} is not {default} or a suffixed variant of it")
+    return output

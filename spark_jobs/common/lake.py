@@ -1,0 +1,111 @@
+"""Lake layout and file-system operations (through Hadoop, so file:// and s3a:// alike).
+
+Datasets live at ``<lake>/<layer>/<name>/<col>=<value>/.../part-*.parquet``; names that
+start with ``_`` or ``.`` are not data. A run stages its output under
+``<lake>/_staging/run-<id>/<layer>/<name>/`` before publishing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+def dataset_uri(root: str, dataset: str) -> str:
+    """Return the directory of ``dataset`` (``silver.stop_executions``) under ``root``."""
+    layer, name = dataset.split(".", 1)
+    return f"{root}/{layer}/{name}"
+
+
+def staging_root(root: str, run_id: str) -> str:
+    """Return the staging directory of run ``run_id``."""
+    return f"{root}/_staging/run-{run_id}"
+
+
+def staging_uri(root: str, run_id: str, dataset: str) -> str:
+    """Return where run ``run_id`` stages ``dataset`` before publishing it."""
+    layer, name = dataset.split(".", 1)
+    return f"{staging_root(root, run_id)}/{layer}/{name}"
+
+
+def format_value(value: Any) -> str:
+    """Return a partition value as it appears in a path (dates as YYYY-MM-DD)."""
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def partition_path(columns: Sequence[str], values: Mapping[str, Any] | Sequence[Any]) -> str:
+    """Return ``client_id=1/date=2024-12-27`` for the given partition values."""
+    if isinstance(values, Mapping):
+        values = [values[c] for c in columns]
+    return "/".join(f"{c}={format_value(v)}" for c, v in zip(columns, values, strict=True))
+
+
+def is_data_name(name: str) -> bool:
+    """Return whether a file or directory name holds data (not ``_metadata``, ``.tmp``...)."""
+    return not name.startswith(("_", "."))
+
+
+class LakeFS:
+    """Hadoop FileSystem operations on lake URIs, through the session's JVM."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._jvm = spark._jvm  # type: ignore[attr-defined]
+        self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+
+    def _path(self, uri: str) -> tuple[Any, Any]:
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path.getFileSystem(self._conf), path
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self._path(uri)
+        return bool(fs.exists(path))
+
+    def mkdirs(self, uri: str) -> None:
+        fs, path = self._path(uri)
+        fs.mkdirs(path)
+
+    def delete(self, uri: str) -> None:
+        """Delete ``uri`` recursively; a missing path is fine."""
+        fs, path = self._path(uri)
+        if fs.exists(path):
+            fs.delete(path, True)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst`` (which must not exist); create dst's parent if needed."""
+        fs, source = self._path(src)
+        _, target = self._path(dst)
+        if fs.exists(target):
+            raise FileExistsError(f"cannot move {src} onto existing {dst}")
+        fs.mkdirs(target.getParent())
+        if not fs.rename(source, target):
+            raise OSError(f"rename {src} -> {dst} failed")
+
+    def list_dirs(self, uri: str) -> list[str]:
+        """Return the names of the data directories directly under ``uri`` (sorted)."""
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return []
+        names = [s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory()]
+        return sorted(n for n in names if is_data_name(n))
+
+    def partitions(self, uri: str, columns: Sequence[str]) -> list[str]:
+        """Return the partition directories under ``uri`` (``client_id=1/date=...``)."""
+        found = [""]
+        for column in columns:
+            found = [
+                f"{prefix}{name}" if not prefix else f"{prefix}/{name}"
+                for prefix in found
+                for name in self.list_dirs(f"{uri}/{prefix}" if prefix else uri)
+                if name.startswith(column + "=")
+            ]
+        return sorted(p for p in found if p)
+
+    def existing(self, uri: str, columns: Sequence[str], wanted: Iterable[str]) -> list[str]:
+        """Return which of the ``wanted`` partitions already exist under ``uri``."""
+        present = set(self.partitions(uri, columns))
+        return sorted(p for p in wanted if p in present)

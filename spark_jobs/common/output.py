@@ -1,0 +1,138 @@
+"""Load a job's output: stage it, check what was staged, then publish partition by partition.
+
+Readers never see a half-written partition and a failed check publishes nothing:
+
+1. refuse (before writing anything) if a target partition exists and --overwrite is off;
+2. write every target partition under ``<lake>/_staging/run-<id>/<layer>/<name>/``;
+3. run the quality checks on the staged files;
+4. for each target partition: move the live directory aside, move the staged one in,
+   delete the old one (a target with no rows left is simply removed);
+5. delete the run's staging directory.
+
+Only target partitions are touched (dynamic partition overwrite). All moves go through
+Hadoop's FileSystem API, so the same code runs on ``file://`` and ``s3a://``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_jobs.common.checks import Check, failed_critical, run_checks
+from spark_jobs.common.config import JobConfig
+from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path, staging_root, staging_uri
+from spark_jobs.common.report import ChecksFailed, Refused, Report
+
+log = logging.getLogger(__name__)
+
+LISTED = 20  # partitions named in a refusal message
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where and how a job writes: dataset name, partition columns, order within files."""
+
+    dataset: str
+    partition_by: tuple[str, ...]
+    sort_by: tuple[str, ...] = ()
+
+
+def partitions_of(frame: DataFrame, partition_by: Sequence[str]) -> list[str]:
+    """Return the partition paths (``client_id=1/date=...``) that ``frame``'s rows fall in."""
+    rows = frame.select(*partition_by).distinct().collect()
+    return sorted(partition_path(partition_by, list(row)) for row in rows)
+
+
+def write_checked(
+    spark: SparkSession,
+    config: JobConfig,
+    frame: DataFrame,
+    output: Output,
+    checks: Sequence[Check],
+    report: Report,
+    also_replace: Iterable[str] = (),
+) -> None:
+    """Stage ``frame``, check it, and publish it over its partitions of ``output``.
+
+    ``also_replace`` names partitions to rewrite even if ``frame`` has no row for them (a
+    row that moved to another partition must not stay behind in its old one).
+    """
+    fs = LakeFS(spark)
+    live = dataset_uri(config.lake_uri, output.dataset)
+    staged = staging_uri(config.lake_uri, config.run_id, output.dataset)
+    aside = f"{staging_root(config.lake_uri, config.run_id)}/_replaced/" + output.dataset.replace(
+        ".", "/", 1
+    )
+
+    cached_here = not frame.is_cached
+    if cached_here:
+        frame = frame.persist()
+    try:
+        started = time.monotonic()
+        written = partitions_of(frame, output.partition_by)
+        targets = sorted(set(written) | set(also_replace))
+        report.partitions = targets
+        report.removed_partitions = sorted(set(targets) - set(written))
+        existing = fs.existing(live, output.partition_by, targets)
+        if existing and not config.overwrite:
+            listed = ", ".join(existing[:LISTED])
+            more = f" and {len(existing) - LISTED} more" if len(existing) > LISTED else ""
+            raise Refused(
+                f"{len(existing)} partition(s) of {output.dataset} already exist and "
+                f"--overwrite was not given: {listed}{more}"
+            )
+        fs.delete(staged)
+        (
+            frame.repartition(*output.partition_by)
+            .sortWithinPartitions(*output.partition_by, *output.sort_by)
+            .write.mode("overwrite")
+            .partitionBy(*output.partition_by)
+            .parquet(staged)
+        )
+        report.seconds["write"] = round(time.monotonic() - started, 3)
+    finally:
+        if cached_here:
+            frame.unpersist()
+
+    started = time.monotonic()
+    staged_frame = spark.read.schema(frame.schema).parquet(staged)
+    results = run_checks(staged_frame, output.dataset, checks, output.partition_by)
+    report.outputs[output.dataset] = staged_frame.count()
+    report.checks = [r.as_dict() for r in results]
+    report.seconds["checks"] = round(time.monotonic() - started, 3)
+    failed = failed_critical(results)
+    if failed:
+        names = ", ".join(f"{r.check} ({r.observed})" for r in failed)
+        raise ChecksFailed(f"critical checks failed, nothing published ({staged}): {names}")
+
+    started = time.monotonic()
+    publish(fs, staged, live, aside, targets, set(written))
+    fs.delete(staging_root(config.lake_uri, config.run_id))
+    report.published = True
+    report.seconds["publish"] = round(time.monotonic() - started, 3)
+    log.info("published %d partition(s) of %s", len(targets), output.dataset)
+
+
+def publish(
+    fs: LakeFS, staged: str, live: str, aside: str, targets: Sequence[str], written: set[str]
+) -> None:
+    """Swap each target partition of ``live`` for its staged version (or remove it)."""
+    for partition in targets:
+        current, new, old = f"{live}/{partition}", f"{staged}/{partition}", f"{aside}/{partition}"
+        replacing = fs.exists(current)
+        if replacing:
+            fs.delete(old)  # left over by an earlier attempt of this same run
+            fs.rename(current, old)
+        if partition in written:
+            try:
+                fs.rename(new, current)
+            except Exception:
+                if replacing:
+                    fs.rename(old, current)
+                raise
+        if replacing:
+            fs.delete(old)

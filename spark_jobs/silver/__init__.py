@@ -1,0 +1,1 @@
+"""Silver jobs: cleaned, typed, validated datasets rebuilt from bronze."""

@@ -1,0 +1,380 @@
+"""silver.operations: one row per operation (position), from bronze.orders + stop executions.
+
+An operation is every order audit row with the same ``related_operation_id``. Only fills
+count (status FILLED or PARTIALLY_FILLED, with a price and a quantity): the operation's
+side is the side of its first fill, entry fills are the fills on that side, exit fills
+the ones on the other side.
+
+Money is Decimal(20, 8) in and out. In between, casts keep Spark's decimal arithmetic
+from cutting scales (left alone, a weighted average would keep only 6 places): price·qty
+keeps 13 places, averages 12, PnL 9, then everything is rounded half-up to 8.
+
+- ``quantity`` (position size) = Σ entry qty; ``exit_quantity`` = Σ exit qty.
+- ``entry_price`` = Σ(price·qty) / Σ qty over entry fills; ``exit_price`` likewise.
+- ``fees`` = Σ fees converted to the quote asset: a fee in the quote asset counts as is, a
+  fee in the base asset at its fill's price, a fee in a third asset (BNB) at the as-of
+  price of that asset's own fills in bronze.orders (BNBUSDC). A fee with no such price is
+  left out of ``fees``; its asset is listed in ``unconverted_fee_assets``.
+- ``realized_pnl`` = sign * (exit_price - entry_price) * exit_quantity - fees, with sign +1
+  for a BUY (long) and -1 for a SELL (short) operation; null while nothing was exited.
+- ``status`` CLOSED once exit_quantity ≥ quantity, else OPEN.
+- ``stop_fired``: silver.stop_executions has an EXECUTED execution for the operation.
+
+``strategy_id`` (a partition column) is not exported in bronze.orders today. It is taken,
+in order, from: a ``strategy_id`` column of bronze.orders (read as null until the exporter
+adds it), ``$.strategy_id`` in the order's raw_response, the ``strategy_id`` that the stop
+events' payload carries (silver.stop_executions), else :data:`UNATTRIBUTED` (0).
+
+Partitions: ``strategy_id`` / ``date`` = UTC date of the first entry fill. An incremental
+run (``--dates``) reads all of bronze.orders (an operation may be open for days; orders are
+small), recomputes every operation with an order on those dates, and rewrites their
+partitions whole, including the partition an operation was in before (its strategy may
+have become known since).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from spark_jobs.common.bronze import BRONZE_ORDERS, MONEY, Layout, read_dataset
+from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
+from spark_jobs.common.config import JobConfig
+from spark_jobs.common.lake import partition_path
+from spark_jobs.common.output import Output, write_checked
+from spark_jobs.common.report import Report
+from spark_jobs.silver import stop_executions
+
+DATASET = "silver.operations"
+UNATTRIBUTED = 0  # strategy_id of operations whose strategy bronze does not tell
+FILLED = ("FILLED", "PARTIALLY_FILLED")
+QUOTE_ASSETS = ("USDC", "USDT", "FDUSD", "BTC", "ETH", "BNB", "EUR", "BRL")
+
+# Intermediate types (see the module docstring): sums of price·qty, averages, fees.
+NOTIONAL = DecimalType(31, 13)
+AVERAGE = DecimalType(26, 12)
+FEE = DecimalType(28, 10)
+
+SCHEMA = StructType(
+    [
+        StructField("operation_id", LongType()),
+        StructField("client_id", LongType()),
+        StructField("symbol", StringType()),
+        StructField("side", StringType()),
+        StructField("status", StringType()),
+        StructField("quantity", MONEY),
+        StructField("entry_price", MONEY),
+        StructField("entry_time", TimestampType()),
+        StructField("exit_quantity", MONEY),
+        StructField("exit_price", MONEY),
+        StructField("exit_time", TimestampType()),
+        StructField("fees", MONEY),
+        StructField("unconverted_fee_assets", ArrayType(StringType())),
+        StructField("realized_pnl", MONEY),
+        StructField("stop_fired", BooleanType()),
+        StructField("stop_execution_count", IntegerType()),
+        StructField("fill_count", IntegerType()),
+        StructField("created_at", TimestampType()),
+        StructField("strategy_id", LongType()),
+        StructField("date", DateType()),
+    ]
+)
+OUTPUT = Output(DATASET, ("strategy_id", "date"), sort_by=("entry_time", "operation_id"))
+PARTITIONS = OUTPUT.partition_by
+LAYOUT = Layout(DATASET, SCHEMA, PARTITIONS)
+
+
+# --- transform ---------------------------------------------------------------------------
+
+
+def quote_asset(symbol: Column, base: Column) -> Column:
+    """Return the quote asset of ``symbol``: what follows the base asset, else a known suffix."""
+    suffix = F.regexp_extract(symbol, "(" + "|".join(QUOTE_ASSETS) + ")$", 1)
+    after_base = F.when(
+        base.isNotNull() & symbol.startswith(base), symbol.substr(F.length(base) + 1, F.lit(64))
+    )
+    return F.coalesce(F.nullif(after_base, F.lit("")), F.nullif(suffix, F.lit("")))
+
+
+def fills(orders: DataFrame) -> DataFrame:
+    """Return the fills among ``orders`` (one row per order id), with their fee in quote.
+
+    A fee in the quote asset counts as is, one in the base asset at the fill's price. A
+    fee in a third asset (BNB) is valued at the last fill of that asset against the same
+    quote (BNBUSDC) at or before the fee's fill, else the first one after it; with no
+    such fill in bronze it stays unconverted (``unconverted_asset``).
+    """
+    filled = orders.dropDuplicates(["id"]).filter(
+        F.col("status").isin(*FILLED) & (F.col("quantity") > 0) & F.col("price").isNotNull()
+    )
+    quote = quote_asset(F.col("symbol"), F.col("asset"))
+    fee_asset = F.coalesce(F.col("fee_asset"), quote)
+    fee = F.coalesce(F.col("fee"), F.lit(0))
+    rows = filled.select(
+        F.col("related_operation_id").alias("operation_id"),
+        "id",
+        "client_id",
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        F.coalesce("executed_at", "created_at").alias("filled_at"),
+        fee.alias("fee"),
+        F.when(fee == 0, F.lit(0))
+        .when(fee_asset == quote, fee)
+        .when(fee_asset == F.col("asset"), fee * F.col("price"))
+        .cast(FEE)
+        .alias("_direct_fee"),
+        fee_asset.alias("_fee_asset"),
+        F.when(fee != 0, F.concat(fee_asset, quote)).alias("_fee_pair"),
+        F.coalesce(
+            F.col("strategy_id"),
+            F.get_json_object("raw_response", "$.strategy_id").cast(LongType()),
+        ).alias("order_strategy_id"),
+    )
+    priced = _fee_asset_prices(rows)
+    fee_quote = F.coalesce("_direct_fee", (F.col("fee") * F.col("_fee_price")).cast(FEE))
+    return priced.filter(F.col("operation_id").isNotNull()).select(
+        "operation_id",
+        "id",
+        "client_id",
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        "filled_at",
+        fee_quote.alias("fee_quote"),
+        F.when(fee_quote.isNull(), F.col("_fee_asset")).alias("unconverted_asset"),
+        "order_strategy_id",
+    )
+
+
+def _fee_asset_prices(rows: DataFrame) -> DataFrame:
+    """Add ``_fee_price``: the as-of price of the fee asset for fills that need one."""
+    needs = rows.filter(F.col("_direct_fee").isNull() & F.col("_fee_pair").isNotNull())
+    points = rows.select(
+        F.col("symbol").alias("_pair"),
+        F.col("filled_at").alias("_at"),
+        F.lit(0).alias("_kind"),  # a price point sorts before a fee at the same instant
+        F.lit(None).cast(LongType()).alias("id"),
+        F.col("price").alias("_point"),
+    ).join(needs.select(F.col("_fee_pair").alias("_pair")).distinct(), "_pair", "left_semi")
+    wanted = needs.select(
+        F.col("_fee_pair").alias("_pair"),
+        F.col("filled_at").alias("_at"),
+        F.lit(1).alias("_kind"),
+        "id",
+        F.lit(None).cast(MONEY).alias("_point"),
+    )
+    timeline = Window.partitionBy("_pair").orderBy("_at", "_kind")
+    before = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    after = timeline.rowsBetween(Window.currentRow, Window.unboundedFollowing)
+    prices = (
+        points.unionByName(wanted)
+        .select(
+            "id",
+            "_kind",
+            F.coalesce(
+                F.last("_point", ignorenulls=True).over(before),
+                F.first("_point", ignorenulls=True).over(after),
+            ).alias("_fee_price"),
+        )
+        .filter(F.col("_kind") == 1)
+        .drop("_kind")
+    )
+    return rows.join(prices, "id", "left")
+
+
+def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetime) -> DataFrame:
+    """Summarise bronze ``orders`` per operation (schema :data:`SCHEMA`).
+
+    ``executions`` is silver.stop_executions (operation_id, status, strategy_id are used).
+    ``built_at`` becomes ``created_at``.
+    """
+    rows = fills(orders)
+    order = F.struct("filled_at", "id")
+    side_of = rows.groupBy("operation_id").agg(F.min_by("side", order).alias("op_side"))
+    rows = rows.join(side_of, "operation_id").withColumn(
+        "is_entry", F.col("side") == F.col("op_side")
+    )
+    notional = F.col("price") * F.col("quantity")
+
+    def total(value: Column, entry: bool) -> Column:
+        return F.sum(F.when(F.col("is_entry") == entry, value))
+
+    summary = rows.groupBy("operation_id").agg(
+        F.min_by("client_id", order).alias("client_id"),
+        F.min_by("symbol", order).alias("symbol"),
+        F.min("op_side").alias("side"),
+        total(F.col("quantity"), True).alias("qty_in"),
+        total(F.col("quantity"), False).alias("qty_out"),
+        total(notional, True).alias("notional_in"),
+        total(notional, False).alias("notional_out"),
+        F.min(F.when(F.col("is_entry"), F.col("filled_at"))).alias("entry_time"),
+        F.max(F.when(~F.col("is_entry"), F.col("filled_at"))).alias("exit_time"),
+        F.sum(F.coalesce("fee_quote", F.lit(0))).alias("fees"),
+        F.array_sort(F.collect_set("unconverted_asset")).alias("unconverted_fee_assets"),
+        F.max("order_strategy_id").alias("order_strategy_id"),
+        F.count(F.lit(1)).alias("fill_count"),
+    )
+    stops = executions.groupBy("operation_id").agg(
+        F.bool_or(F.col("status") == "EXECUTED").alias("stop_fired"),
+        F.count(F.lit(1)).alias("stop_execution_count"),
+        F.max("strategy_id").alias("stop_strategy_id"),
+    )
+    summary = summary.join(stops, "operation_id", "left")
+
+    entry_price = _average(F.col("notional_in"), F.col("qty_in"))
+    exit_price = _average(F.col("notional_out"), F.col("qty_out"))
+    move = exit_price - entry_price
+    gross = F.when(F.col("side") == "BUY", move).otherwise(-move) * F.col("qty_out")
+    closed = F.col("qty_in").isNotNull() & (F.coalesce("qty_out", F.lit(0)) >= F.col("qty_in"))
+    return summary.select(
+        "operation_id",
+        "client_id",
+        "symbol",
+        "side",
+        F.when(closed, "CLOSED").otherwise("OPEN").alias("status"),
+        F.col("qty_in").cast(MONEY).alias("quantity"),
+        entry_price.cast(MONEY).alias("entry_price"),
+        "entry_time",
+        F.col("qty_out").cast(MONEY).alias("exit_quantity"),
+        exit_price.cast(MONEY).alias("exit_price"),
+        F.when(closed, F.col("exit_time")).alias("exit_time"),
+        F.col("fees").cast(MONEY).alias("fees"),
+        "unconverted_fee_assets",
+        (gross - F.col("fees")).cast(MONEY).alias("realized_pnl"),
+        F.coalesce("stop_fired", F.lit(False)).alias("stop_fired"),
+        F.coalesce("stop_execution_count", F.lit(0))
+        .cast(IntegerType())
+        .alias("stop_execution_count"),
+        F.col("fill_count").cast(IntegerType()).alias("fill_count"),
+        F.lit(built_at).cast(TimestampType()).alias("created_at"),
+        F.coalesce("order_strategy_id", "stop_strategy_id", F.lit(UNATTRIBUTED))
+        .cast(LongType())
+        .alias("strategy_id"),
+        F.to_date(F.coalesce("entry_time", F.col("exit_time"))).alias("date"),
+    )
+
+
+def _average(notional: Column, quantity: Column) -> Column:
+    """Return notional / quantity with 12 decimal places (null when quantity is 0/null)."""
+    ratio = notional.cast(NOTIONAL) / quantity.cast(MONEY)
+    return F.when(quantity > 0, ratio.cast(AVERAGE))
+
+
+def affected_by_dates(
+    operations: DataFrame, orders: DataFrame, previous: DataFrame, dates: Sequence[date]
+) -> tuple[DataFrame, list[str]]:
+    """Return (operations to rewrite, partitions to rewrite) for orders on ``dates``.
+
+    ``previous`` is the output as it stands (operation_id, strategy_id, date): partitions
+    an affected operation used to be in are rewritten too, so it never stays behind.
+    """
+    touched = (
+        orders.filter(F.col("date").isin(list(dates)))
+        .select(F.col("related_operation_id").alias("operation_id"))
+        .distinct()
+    )
+    moved_from = previous.join(touched, "operation_id", "left_semi").select(*PARTITIONS)
+    partitions = (
+        operations.join(touched, "operation_id", "left_semi")
+        .select(*PARTITIONS)
+        .unionByName(moved_from)
+        .distinct()
+    )
+    selected = operations.join(partitions, list(PARTITIONS), "left_semi")
+    paths = sorted(partition_path(PARTITIONS, list(r)) for r in partitions.collect())
+    return selected, paths
+
+
+def expected_operations(orders: DataFrame, operations: DataFrame) -> int:
+    """Return how many distinct operation ids bronze fills hold for ``operations``."""
+    ids = fills(orders).select("operation_id").distinct()
+    return ids.join(operations.select("operation_id"), "operation_id", "left_semi").count()
+
+
+def quality_checks(expected_rows: int) -> list[Check]:
+    """Return the contract of silver.operations."""
+    return [
+        not_null("operation_id"),
+        not_null("client_id"),
+        not_null("status"),
+        not_null("strategy_id"),
+        UniqueCheck("operation_id_unique", ("operation_id",)),
+        RowCheck(
+            "entry_price_positive",
+            F.col("entry_price").isNull() | (F.col("entry_price") <= 0),
+            "rows without a positive entry_price",
+        ),
+        RowCheck(
+            "closed_has_exit_and_pnl",
+            (F.col("status") == "CLOSED")
+            & (F.col("exit_price").isNull() | F.col("realized_pnl").isNull()),
+            "CLOSED rows without exit_price or realized_pnl",
+        ),
+        CountCheck("row_count_matches_bronze", expected_rows, "bronze operation ids with fills"),
+        RowCheck(
+            "exit_not_above_position",
+            F.col("exit_quantity") > F.col("quantity"),
+            "operations that exited more than they entered",
+            critical=False,
+        ),
+        RowCheck(
+            "strategy_attributed",
+            F.col("strategy_id") == UNATTRIBUTED,
+            f"operations with strategy_id {UNATTRIBUTED} (unknown)",
+            critical=False,
+        ),
+        RowCheck(
+            "fees_converted",
+            F.size("unconverted_fee_assets") > 0,
+            "operations with fees not converted to the quote asset",
+            critical=False,
+        ),
+    ]
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
+    """Rebuild the partitions of silver.operations that the run's scope covers."""
+    orders = read_dataset(spark, config.lake_uri, BRONZE_ORDERS)
+    executions = read_dataset(spark, config.lake_uri, stop_executions.LAYOUT).select(
+        "operation_id", "status", "strategy_id"
+    )
+    report.inputs["bronze.orders"] = orders.count()
+    report.inputs["silver.stop_executions"] = executions.count()
+
+    operations = build_operations(orders, executions, built_at=datetime.now(UTC))
+    replace: list[str] = []
+    if config.mode == "dates":
+        assert config.output
+        current = read_dataset(spark, config.lake_uri, LAYOUT.renamed(config.output))
+        previous = current.select("operation_id", *PARTITIONS)
+        operations, replace = affected_by_dates(operations, orders, previous, config.dates)
+    elif config.mode == "range":
+        operations = operations.filter(F.col("date").between(config.start_date, config.end_date))
+    operations = operations.persist()
+    try:
+        checks = quality_checks(expected_operations(orders, operations))
+        output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
+        write_checked(spark, config, operations, output, checks, report, also_replace=replace)
+    finally:
+        operations.unpersist()

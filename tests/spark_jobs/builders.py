@@ -1,0 +1,159 @@
+"""Small bronze rows for Spark tests: defaults for everything, override what matters."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_jobs.common.bronze import EVENTS, ORDERS, PORTFOLIO
+
+_seq = itertools.count(1)
+
+
+def ts(text: str) -> datetime:
+    """Return the UTC datetime of ``"2024-12-27 10:00:00"``."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def event(
+    token: str,
+    event_type: str,
+    at: str,
+    *,
+    seq: int | None = None,
+    event_id: str | None = None,
+    operation_id: int = 100,
+    client_id: int = 1,
+    symbol: str = "BTCUSDC",
+    side: str = "SELL",
+    fill_price: str | None = None,
+    slippage_pct: str | None = None,
+    exchange_order_id: str | None = None,
+    error_message: str | None = None,
+    retry_count: int = 0,
+    source: str = "ws",
+    strategy_id: int | None = 7,
+) -> dict[str, Any]:
+    """Return one bronze.events row (trigger 95000, stop 95100, quantity 0.5)."""
+    occurred = ts(at)
+    seq = next(_seq) if seq is None else seq
+    payload = "{}" if strategy_id is None else f'{{"strategy_id": {strategy_id}}}'
+    return {
+        "event_id": event_id or str(uuid.uuid5(uuid.NAMESPACE_OID, f"{token}/{seq}")),
+        "event_seq": seq,
+        "occurred_at": occurred,
+        "operation_id": operation_id,
+        "client_id": client_id,
+        "symbol": symbol,
+        "event_type": event_type,
+        "trigger_price": Decimal("95000.00000000"),
+        "stop_price": Decimal("95100.00000000"),
+        "quantity": Decimal("0.50000000"),
+        "side": side,
+        "execution_token": token,
+        "payload_json": payload,
+        "exchange_order_id": exchange_order_id,
+        "fill_price": dec(fill_price),
+        "slippage_pct": dec(slippage_pct),
+        "source": source,
+        "error_message": error_message,
+        "retry_count": retry_count,
+        "date": occurred.date(),
+    }
+
+
+def events_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
+    """Return bronze.events rows as a DataFrame with the exact bronze types."""
+    return spark.createDataFrame([_ordered(r, EVENTS.fieldNames()) for r in rows], EVENTS)
+
+
+def order(
+    op: int,
+    side: str,
+    qty: str,
+    price: str | None,
+    at: str,
+    *,
+    id: int | None = None,
+    client_id: int = 1,
+    status: str = "FILLED",
+    fee: str = "0",
+    fee_asset: str | None = "USDC",
+    symbol: str = "BTCUSDC",
+    asset: str = "BTC",
+    transaction_type: str | None = None,
+    strategy_id: int | None = None,
+    raw_response: str = "{}",
+) -> dict[str, Any]:
+    """Return one bronze.orders row (an audit transaction of an order type)."""
+    created = ts(at)
+    quantity, unit = Decimal(qty), dec(price)
+    row_id = next(_seq) if id is None else id
+    return {
+        "id": row_id,
+        "transaction_id": f"tx-{row_id}",
+        "related_operation_id": op,
+        "transaction_type": transaction_type or f"SPOT_{side}",
+        "status": status,
+        "symbol": symbol,
+        "asset": asset,
+        "quantity": quantity,
+        "price": unit,
+        "total_value": None if unit is None else (quantity * unit).quantize(Decimal("1e-8")),
+        "fee": Decimal(fee),
+        "fee_asset": fee_asset,
+        "side": side,
+        "leverage": None,
+        "account_type": "SPOT",
+        "category": "trade",
+        "description": "",
+        "raw_response": raw_response,
+        "created_at": created,
+        "executed_at": created if status == "FILLED" else None,
+        "source": "robson",
+        "strategy_id": strategy_id,
+        "client_id": client_id,
+        "date": created.date(),
+    }
+
+
+def orders_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
+    return spark.createDataFrame([_ordered(r, ORDERS.fieldNames()) for r in rows], ORDERS)
+
+
+def snapshot(
+    client_id: int, at: str, total: str, *, id: int | None = None, cash: str = "0"
+) -> dict[str, Any]:
+    """Return one bronze.portfolio row."""
+    when = ts(at)
+    return {
+        "id": next(_seq) if id is None else id,
+        "timestamp": when,
+        "quote_asset": "USDC",
+        "total_value": Decimal(total),
+        "cash": Decimal(cash),
+        "balances": "{}",
+        "client_id": client_id,
+        "date": when.date(),
+    }
+
+
+def portfolio_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
+    return spark.createDataFrame([_ordered(r, PORTFOLIO.fieldNames()) for r in rows], PORTFOLIO)
+
+
+def _ordered(row: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
+    return tuple(row[n] for n in names)
+
+
+def day(text: str) -> date:
+    return date.fromisoformat(text)
