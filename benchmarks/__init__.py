@@ -1,0 +1,1 @@
+"""Scripts that print figures; run them with `python -m benchmarks.<name>`."""
