@@ -101,7 +101,13 @@ def write_checked(
     started = time.monotonic()
     staged_frame = spark.read.schema(frame.schema).parquet(staged)
     results = run_checks(staged_frame, output.dataset, checks, output.partition_by)
-    report.outputs[output.dataset] = staged_frame.count()
+    per_partition = staged_frame.groupBy(*output.partition_by).count().collect()
+    report.partition_rows = {
+        partition_path(output.partition_by, list(row)[:-1]): row["count"]
+        for row in sorted(per_partition)
+    }
+    report.outputs[output.dataset] = sum(report.partition_rows.values())
+    report.files = len(staged_frame.inputFiles())
     report.checks = [r.as_dict() for r in results]
     report.seconds["checks"] = round(time.monotonic() - started, 3)
     failed = failed_critical(results)

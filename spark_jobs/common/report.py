@@ -34,6 +34,8 @@ class Report:
     inputs: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
+    partition_rows: dict[str, int] = field(default_factory=dict)
+    files: int = 0
     removed_partitions: list[str] = field(default_factory=list)
     published: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)

@@ -163,7 +163,7 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
         last("_state", F.col("_state").isNotNull()).alias("status"),
         at(TRIGGERED).alias("triggered_at"),
         at(SUBMITTED).alias("submitted_at"),
-        at(EXECUTED).alias("executed_at"),
+        at(EXECUTED, "max").alias("executed_at"),
         at(FAILED, "max").alias("failed_at"),
         F.min("occurred_at").alias("_first_at"),
         last("exchange_order_id", F.col("exchange_order_id").isNotNull()).alias(

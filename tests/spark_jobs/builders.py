@@ -6,6 +6,7 @@ import itertools
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -18,6 +19,11 @@ _seq = itertools.count(1)
 def ts(text: str) -> datetime:
     """Return the UTC datetime of ``"2024-12-27 10:00:00"``."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def utc(text: str) -> datetime:
+    """Return ``"2024-12-27 10:00:00"`` as collected from Spark: naive, UTC wall clock."""
+    return datetime.fromisoformat(text)
 
 
 def dec(text: str | None) -> Decimal | None:
@@ -157,3 +163,52 @@ def _ordered(row: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
 
 def day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+# --- bronze on disk, as the exporter writes it -------------------------------------------
+
+
+def _arrow_type(spark_type: str):  # noqa: ANN202
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "bigint": pa.int64(),
+        "int": pa.int32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "decimal(20,8)": pa.decimal128(20, 8),
+        "decimal(10,4)": pa.decimal128(10, 4),
+        "boolean": pa.bool_(),
+    }[spark_type]
+
+
+def write_bronze(
+    lake: Path, dataset: str, rows: list[dict[str, Any]], name: str = "part-00000001-0000"
+) -> list[Path]:
+    """Write ``rows`` under ``lake/bronze/<dataset>/`` like the exporter: one file per
+    partition directory, plus a ``_metadata/`` manifest next to it. Return the files."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = {"events": EVENTS, "orders": ORDERS, "portfolio": PORTFOLIO}[dataset]
+    partition_by = ["date"] if dataset == "events" else ["client_id", "date"]
+    columns = [f for f in schema.fields if f.name not in partition_by]
+    # Optional columns the exporter does not write (yet).
+    columns = [f for f in columns if not (dataset == "orders" and f.name == "strategy_id")]
+    arrow = pa.schema([(f.name, _arrow_type(f.dataType.simpleString())) for f in columns])
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        key = "/".join(f"{c}={row[c]}" for c in partition_by)
+        groups.setdefault(key, []).append(row)
+    written = []
+    for key, group in groups.items():
+        directory = lake / "bronze" / dataset / key
+        (directory / "_metadata").mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist([{f.name: r[f.name] for f in columns} for r in group], arrow)
+        path = directory / f"{name}.parquet"
+        pq.write_table(table, path)
+        (directory / "_metadata" / f"{name}.json").write_text(json.dumps({"rows": len(group)}))
+        written.append(path)
+    return written

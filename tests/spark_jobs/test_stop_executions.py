@@ -1,0 +1,289 @@
+"""silver.stop_executions: event replay, scope of an incremental run, quality gates."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs.common.checks import run_checks
+from spark_jobs.silver.stop_executions import (
+    EXECUTION_NAMESPACE,
+    affected_by_dates,
+    build_stop_executions,
+    expected_executions,
+    quality_checks,
+    uuid5_column,
+)
+from tests.spark_jobs.builders import day, event, events_frame, ts, utc
+
+pytestmark = pytest.mark.spark
+
+BUILT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+T, S, X, F_, B = "STOP_TRIGGERED", "EXECUTION_SUBMITTED", "EXECUTED", "FAILED", "BLOCKED"
+
+
+def replay(spark: SparkSession, rows: list[dict]) -> DataFrame:
+    return build_stop_executions(events_frame(spark, rows), built_at=BUILT)
+
+
+def test_every_status_path_replays_to_the_right_row(spark: SparkSession) -> None:
+    d = "2024-12-27 10:00:0"
+    rows = [
+        # executed at the first attempt
+        event("exec", T, d + "0"),
+        event("exec", S, d + "1"),
+        event("exec", X, d + "2", fill_price="94990", slippage_pct="0.1157", exchange_order_id="7"),
+        # failed, retried, then executed
+        event("retry", T, d + "0"),
+        event("retry", S, d + "1"),
+        event("retry", F_, d + "2", error_message="ReadTimeout"),
+        event("retry", S, d + "3", retry_count=1),
+        event("retry", X, d + "4", retry_count=1, fill_price="94980", slippage_pct="0.1262"),
+        # failed out after a retry: the last failure wins
+        event("failout", T, d + "0"),
+        event("failout", S, d + "1"),
+        event("failout", F_, d + "2", error_message="code=-1021"),
+        event("failout", S, d + "3", retry_count=1),
+        event("failout", F_, d + "4", retry_count=1, error_message="code=-2010"),
+        # blocked by each guard
+        event("kill", T, d + "0"),
+        event("kill", "KILL_SWITCH", d + "1", error_message="Kill switch active"),
+        event("kill", B, d + "1", error_message="Kill switch active"),
+        event("breaker", T, d + "0"),
+        event("breaker", S, d + "1"),
+        event("breaker", F_, d + "2", error_message="code=-1003"),
+        event("breaker", "CIRCUIT_BREAKER", d + "3", error_message="Circuit breaker OPEN"),
+        event("breaker", B, d + "3", error_message="Circuit breaker OPEN"),
+        event("stale", T, d + "0"),
+        event("stale", "STALE_PRICE", d + "1", error_message="Stale price"),
+        # still in flight
+        event("pending", T, d + "0"),
+        event("submitted", T, d + "0"),
+        event("submitted", S, d + "1"),
+        # executed, then flagged: the breach does not change the status
+        event("breach", T, d + "0"),
+        event("breach", S, d + "1"),
+        event("breach", X, d + "2", fill_price="92000", slippage_pct="3.2597"),
+        event("breach", "SLIPPAGE_BREACH", d + "3", fill_price="92000", slippage_pct="3.2597"),
+    ]
+    columns = (
+        "execution_token string, status string, retry_count int, submitted_at timestamp, "
+        "executed_at timestamp, failed_at timestamp, fill_price decimal(20,8), "
+        "slippage_pct decimal(10,4), slippage_breach boolean, error_message string, "
+        "event_count int"
+    )
+    at = {n: ts(d + str(n)) for n in range(5)}
+    expected = spark.createDataFrame(
+        [
+            ("exec", "EXECUTED", 0, at[1], at[2], None, Decimal("94990"), Decimal("0.1157"), False, None, 3),
+            ("retry", "EXECUTED", 1, at[1], at[4], at[2], Decimal("94980"), Decimal("0.1262"), False, "ReadTimeout", 5),
+            ("failout", "FAILED", 1, at[1], None, at[4], None, None, False, "code=-2010", 5),
+            ("kill", "BLOCKED", 0, None, None, None, None, None, False, "Kill switch active", 3),
+            ("breaker", "BLOCKED", 0, at[1], None, at[2], None, None, False, "Circuit breaker OPEN", 5),
+            ("stale", "BLOCKED", 0, None, None, None, None, None, False, "Stale price", 2),
+            ("pending", "PENDING", 0, None, None, None, None, None, False, None, 1),
+            ("submitted", "SUBMITTED", 0, at[1], None, None, None, None, False, None, 2),
+            ("breach", "EXECUTED", 0, at[1], at[2], None, Decimal("92000"), Decimal("3.2597"), True, None, 4),
+        ],
+        columns,
+    )  # fmt: skip
+    actual = replay(spark, rows).select(*[c.split()[0] for c in columns.split(", ")])
+    assertDataFrameEqual(actual, expected)
+
+
+def test_identity_trigger_fields_and_lineage(spark: SparkSession) -> None:
+    rows = [
+        event("tok", T, "2024-12-27 10:00:00", seq=11, source="cron", operation_id=42),
+        event("tok", S, "2024-12-27 10:00:01", seq=12, source="cron", operation_id=42),
+    ]
+    (row,) = replay(spark, rows).collect()
+    assert row.execution_id == str(uuid.uuid5(EXECUTION_NAMESPACE, "tok"))
+    assert (row.operation_id, row.client_id, row.strategy_id) == (42, 1, 7)
+    assert (row.symbol, row.side, row.source) == ("BTCUSDC", "SELL", "cron")
+    assert (row.stop_price, row.trigger_price, row.quantity) == (
+        Decimal("95100.00000000"),
+        Decimal("95000.00000000"),
+        Decimal("0.50000000"),
+    )
+    assert row.triggered_at == utc("2024-12-27 10:00:00")
+    assert (row.first_event_seq, row.last_event_seq) == (11, 12)
+    assert row.source_event_ids == [r["event_id"] for r in rows]
+    assert row.created_at == BUILT.replace(tzinfo=None)
+    assert row.date == day("2024-12-27")
+
+
+def test_execution_id_is_python_uuid5_of_the_token(spark: SparkSession) -> None:
+    tokens = [str(uuid.UUID(int=n * 7919)) for n in range(1, 40)] + ["x", "exécution-ü", ""]
+    frame = spark.createDataFrame([(t,) for t in tokens], "token string")
+    got = dict(frame.select("token", uuid5_column(F.col("token")).alias("id")).collect())
+    assert got == {t: str(uuid.uuid5(EXECUTION_NAMESPACE, t)) for t in tokens}
+
+
+def test_an_execution_that_spans_midnight_lands_whole_on_its_trigger_date(
+    spark: SparkSession,
+) -> None:
+    rows = [
+        event("night", T, "2024-12-27 23:59:50"),
+        event("night", S, "2024-12-28 00:00:05"),
+        event("night", X, "2024-12-28 00:00:06", fill_price="95000", slippage_pct="0.1052"),
+    ]
+    (row,) = replay(spark, rows).collect()
+    assert (row.client_id, row.date, row.status, row.event_count) == (
+        1,
+        day("2024-12-27"),
+        "EXECUTED",
+        3,
+    )
+
+
+def test_a_late_recorded_event_takes_its_place_by_occurrence_time(spark: SparkSession) -> None:
+    # FAILED occurred second but was recorded last (event_seq 90): the replay must still
+    # end on EXECUTED, and source_event_ids follow occurrence order.
+    rows = [
+        event("late", T, "2024-12-27 10:00:00", seq=1),
+        event("late", S, "2024-12-27 10:00:01", seq=2),
+        event("late", F_, "2024-12-27 10:00:02", seq=90, error_message="code=-1001"),
+        event("late", S, "2024-12-27 10:00:03", seq=3, retry_count=1),
+        event("late", X, "2024-12-27 10:00:04", seq=4, retry_count=1, fill_price="95000"),
+    ]
+    (row,) = replay(spark, list(reversed(rows))).collect()
+    assert row.status == "EXECUTED"
+    assert row.failed_at == utc("2024-12-27 10:00:02")
+    assert row.retry_count == 1
+    assert (row.first_event_seq, row.last_event_seq) == (1, 90)
+    assert row.source_event_ids == [r["event_id"] for r in rows]
+
+
+def test_simultaneous_events_replay_in_event_seq_order(spark: SparkSession) -> None:
+    rows = [
+        event("same", T, "2024-12-27 10:00:00", seq=1),
+        event("same", "KILL_SWITCH", "2024-12-27 10:00:01", seq=2),
+        event("same", B, "2024-12-27 10:00:01", seq=3),
+    ]
+    (row,) = replay(spark, rows).collect()
+    assert row.status == "BLOCKED"
+    assert row.source_event_ids == [r["event_id"] for r in rows]
+
+
+def test_bronze_duplicates_count_once(spark: SparkSession) -> None:
+    rows = [
+        event("dup", T, "2024-12-27 10:00:00"),
+        event("dup", S, "2024-12-27 10:00:01"),
+        event("dup", X, "2024-12-27 10:00:02", fill_price="95000"),
+    ]
+    (row,) = replay(spark, rows + rows[1:]).collect()
+    assert row.event_count == 3
+    assert row.source_event_ids == [r["event_id"] for r in rows]
+
+
+def test_dates_scope_rewrites_whole_partitions_of_touched_executions(
+    spark: SparkSession,
+) -> None:
+    rows = [
+        # triggered on the 27th, finished on the 28th: the 28th touches (1, 27th)
+        event("night", T, "2024-12-27 23:59:50"),
+        event("night", S, "2024-12-28 00:00:05"),
+        # same partition, untouched itself: rewritten with it
+        event("morning", T, "2024-12-27 09:00:00"),
+        # other partitions
+        event("other-client", T, "2024-12-27 09:00:00", client_id=2),
+        event("day-before", T, "2024-12-26 09:00:00"),
+        event("on-the-day", T, "2024-12-28 09:00:00", client_id=3),
+    ]
+    events = events_frame(spark, rows)
+    executions = build_stop_executions(events, BUILT)
+    chosen = affected_by_dates(executions, events, [day("2024-12-28")])
+    assert sorted(r.execution_token for r in chosen.collect()) == [
+        "morning",
+        "night",
+        "on-the-day",
+    ]
+    assert expected_executions(events, chosen) == 3
+
+
+# --- quality gates -----------------------------------------------------------------------
+
+
+def _good(spark: SparkSession) -> DataFrame:
+    return replay(
+        spark,
+        [
+            event("a", T, "2024-12-27 10:00:00"),
+            event("a", S, "2024-12-27 10:00:01"),
+            event("a", X, "2024-12-27 10:00:02", fill_price="95000", slippage_pct="-1.5"),
+            event("b", T, "2024-12-27 11:00:00", client_id=2),
+        ],
+    )
+
+
+def _results(frame: DataFrame, expected_rows: int) -> dict[str, tuple[bool, str, bool]]:
+    results = run_checks(
+        frame, "silver.stop_executions", quality_checks(expected_rows), ("client_id", "date")
+    )
+    return {r.check: (r.passed, r.observed, r.critical) for r in results}
+
+
+def test_quality_gates_pass_on_clean_rows_and_report_what_they_saw(spark: SparkSession) -> None:
+    results = _results(_good(spark), expected_rows=2)
+    assert all(passed for passed, _, _ in results.values()), results
+    assert results["slippage_within_50_pct"][1] == "0 rows beyond ±50%; max |slippage| 1.5"
+    assert results["execution_id_not_null"][1] == "0 nulls"
+    assert results["row_count_matches_bronze"][1] == (
+        "2 rows; 2 expected from distinct bronze execution_tokens"
+    )
+
+
+@pytest.mark.parametrize(
+    ("check", "break_row", "observed"),
+    [
+        ("execution_id_not_null", {"execution_id": None}, "1 nulls in client_id=1/date=2024-12-27"),
+        ("operation_id_not_null", {"operation_id": None}, "1 nulls in client_id=1/date=2024-12-27"),
+        ("status_not_null", {"status": None}, "1 nulls in client_id=1/date=2024-12-27"),
+        ("status_known", {"status": "DONE"}, "1 unknown statuses in client_id=1/date=2024-12-27"),
+        (
+            "slippage_within_50_pct",
+            {"slippage_pct": Decimal("-50.0100")},
+            "1 rows beyond ±50%; max |slippage| 50.01 in client_id=1/date=2024-12-27",
+        ),
+        (
+            "executed_has_fill_price",
+            {"fill_price": None},
+            "1 EXECUTED rows without fill_price in client_id=1/date=2024-12-27",
+        ),
+        (
+            "execution_id_unique",
+            {"execution_id": str(uuid.uuid5(EXECUTION_NAMESPACE, "b"))},
+            "1 duplicated execution_id in client_id=1/date=2024-12-27, client_id=2/date=2024-12-27",
+        ),
+    ],
+)  # fmt: skip
+def test_each_critical_gate_fails_on_a_crafted_bad_row(
+    spark: SparkSession, check: str, break_row: dict, observed: str
+) -> None:
+    good = _good(spark)
+    bad = good.withColumns(
+        {
+            c: F.when(
+                F.col("execution_token") == "a", F.lit(v).cast(good.schema[c].dataType)
+            ).otherwise(F.col(c))
+            for c, v in break_row.items()
+        }
+    )
+    results = _results(bad, expected_rows=2)
+    assert results[check] == (False, observed, True)
+    assert [name for name, (passed, _, _) in results.items() if not passed] == [check]
+
+
+def test_reconciliation_fails_when_rows_do_not_match_bronze(spark: SparkSession) -> None:
+    results = _results(_good(spark), expected_rows=3)
+    assert results["row_count_matches_bronze"] == (
+        False,
+        "2 rows; 3 expected from distinct bronze execution_tokens",
+        True,
+    )
