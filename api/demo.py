@@ -656,19 +656,21 @@ class _Generator:
                 if last and self.events >= self.config.events and plan[1] == "stop":
                     continue
                 self._operation(plan)
-                if len(self.batch.rows[STOP_EVENTS]) >= CHUNK_EVENTS or len(self.batch) >= (
-                    CHUNK_ROWS
-                ):
+                if self._full():
                     self._release(plan[0])
                     yield self._take()
             self._release(self._minute_us((hour + 1) * 60))
             if self.executions:
                 per_execution = max(2.0, self.events / self.executions)
-            if len(self.batch.rows[STOP_EVENTS]) >= CHUNK_EVENTS or len(self.batch) >= CHUNK_ROWS:
+            if self._full():
                 yield self._take()
-        self._open_positions()
         self._release(1 << 62)
+        for _ in self._open_positions():
+            yield self._take()
         yield self._take()
+
+    def _full(self) -> bool:
+        return len(self.batch.rows[STOP_EVENTS]) >= CHUNK_EVENTS or len(self.batch) >= CHUNK_ROWS
 
     def _take(self) -> Batch:
         batch, self.batch = self.batch, Batch()
@@ -1009,8 +1011,11 @@ class _Generator:
             )
         )  # fmt: skip
 
-    def _open_positions(self) -> None:
-        """Add operations still open at the end of the window, and a few never entered."""
+    def _open_positions(self) -> Iterator[None]:
+        """Add operations still open at the end of the window, and a few never entered.
+
+        Yield whenever the batch is full (there are many in large runs).
+        """
         rng, market = self.rng, self.market
         operations = self.operation_row - self.offsets.operation
         if not operations:
@@ -1038,6 +1043,8 @@ class _Generator:
             opened_us = self._minute_us(t0) + rng.randrange(MINUTE_US)
             self._entry(position, price, opened_us)
             self._operation_row(position, opened_us)
+            if self._full():
+                yield
         for _ in range(max(1, operations // 200)):  # planned, or cancelled before entry
             client = rng.choices(self.clients, cum_weights=self.client_weights)[0]
             strategy = client.strategies[rng.randrange(2)]
@@ -1056,6 +1063,8 @@ class _Generator:
                     _dt(self._minute_us(minute) + rng.randrange(MINUTE_US)),
                 )
             )  # fmt: skip
+            if self._full():
+                yield
 
     # -- orders and fills -----------------------------------------------------------------
 
