@@ -247,6 +247,22 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+class Stopwatch:
+    """Wall and CPU time (all threads of this process) since start, and the RSS at start."""
+
+    def __init__(self) -> None:
+        self.rss_mb = rss_mb()
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "seconds": time.perf_counter() - self.wall,
+            "cpu_seconds": time.process_time() - self.cpu,
+            "before_mb": self.rss_mb,
+        }
+
+
 def setup_django() -> None:
     import django
 
@@ -259,16 +275,14 @@ def child_product(args: argparse.Namespace) -> dict[str, Any]:
     from datalake.bronze.exporter import export_dataset
     from datalake.conf import app_settings
 
-    before = rss_mb()
-    started = time.perf_counter()
+    watch = Stopwatch()
     result = export_dataset("events")
-    seconds = time.perf_counter() - started
+    figures = watch.figures()
     if result.status != "SUCCEEDED" or result.rejected:
         raise RuntimeError(f"the export did not succeed cleanly: {result}")
     return {
         "rows": result.rows,
-        "seconds": seconds,
-        "before_mb": before,
+        **figures,
         "files": result.files,
         "bytes": result.bytes,
         "batch_size": app_settings.EXPORT_BATCH_SIZE,
@@ -290,16 +304,15 @@ def child_incremental(args: argparse.Namespace) -> dict[str, Any]:
     from datalake.bronze.source import _select, get_source
     from datalake.conf import app_settings
 
-    before = rss_mb()
-    started = time.perf_counter()
+    watch = Stopwatch()
     first = export_dataset("events")
-    seconds = time.perf_counter() - started
+    figures = watch.figures()
 
     watermark = first.cursor_end
     fill_events(os.environ["DATABASE_URL"], watermark + 1, INCREMENT, args.step_us)
-    started = time.perf_counter()
+    watch = Stopwatch()
     second = export_dataset("events")
-    warm_seconds = time.perf_counter() - started
+    warm = watch.figures()
 
     # The query the exporter wraps in COPY to read the warm call's new rows.
     query = _select(
@@ -314,10 +327,10 @@ def child_incremental(args: argparse.Namespace) -> dict[str, Any]:
         seq_indexes = [name for (name,) in cursor.fetchall()]
     return {
         "rows": first.rows,
-        "seconds": seconds,
-        "before_mb": before,
+        **figures,
         "warm_rows": second.rows,
-        "warm_seconds": warm_seconds,
+        "warm_seconds": warm["seconds"],
+        "warm_cpu_seconds": warm["cpu_seconds"],
         "watermark": watermark,
         "plan": plan,
         "uses_index": any(name in plan for name in seq_indexes),
@@ -377,9 +390,8 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
     )
     path = Path(os.environ["DATALAKE_URI"]) / "events.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    before = rss_mb()
     rows = 0
-    started = time.perf_counter()
+    watch = Stopwatch()
     with (
         psycopg.connect(os.environ["DATABASE_URL"]) as conn,
         conn.cursor() as cursor,
@@ -395,8 +407,7 @@ def child_floor(args: argparse.Namespace) -> dict[str, Any]:
             columns = [batch.column(i).cast(field.type) for i, field in enumerate(schema)]
             writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
             rows += batch.num_rows
-    seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": seconds, "before_mb": before, "bytes": path.stat().st_size}
+    return {"rows": rows, **watch.figures(), "bytes": path.stat().st_size}
 
 
 def child_pandas(args: argparse.Namespace) -> dict[str, Any]:
@@ -408,17 +419,15 @@ def child_pandas(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(os.environ["DATALAKE_URI"])
     out.mkdir(parents=True, exist_ok=True)
     sql = f"SELECT {', '.join(COLUMNS)} FROM stop_events ORDER BY event_seq"
-    before = rss_mb()
     rows = 0
-    started = time.perf_counter()
+    watch = Stopwatch()
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn, warnings.catch_warnings():
         # pandas warns that it tests only SQLAlchemy and sqlite3 connections.
         warnings.simplefilter("ignore", UserWarning)
         for number, chunk in enumerate(pd.read_sql(sql, conn, chunksize=PANDAS_CHUNK)):
             chunk.to_parquet(out / f"part-{number:05d}.parquet", compression="zstd", index=False)
             rows += len(chunk)
-    seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": seconds, "before_mb": before}
+    return {"rows": rows, **watch.figures()}
 
 
 CHILDREN: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -449,6 +458,7 @@ class Measurement:
     seconds: float
     slowest: float
     fastest: float
+    cpu_seconds: float  # of the median run, this process only (not the server's)
     peak_mb: float  # the highest of the runs
     before_mb: float
     extra: dict[str, Any]
@@ -487,6 +497,7 @@ def summarize(label: str, runs: list[dict[str, Any]]) -> Measurement:
         seconds=median.pop("seconds"),
         slowest=runs[-1]["seconds"],
         fastest=runs[0]["seconds"],
+        cpu_seconds=median.pop("cpu_seconds"),
         peak_mb=max(run["peak_mb"] for run in runs),
         before_mb=median.pop("before_mb"),
         extra=median,
@@ -556,10 +567,10 @@ def run_all(args: argparse.Namespace, url: str, tmp: Path) -> Results:
     )
 
 
-def row(m: Measurement, rows: int, seconds: float, spread: str) -> str:
+def row(m: Measurement, rows: int, seconds: float, cpu: float, spread: str) -> str:
     return (
         f"{m.label:<42} {rows:>10,} {seconds:>8.2f} {spread:>12} {rows / seconds:>10,.0f}"
-        f" {m.before_mb:>7.0f} {m.peak_mb:>7.0f}"
+        f" {cpu:>6.2f} {m.before_mb:>7.0f} {m.peak_mb:>7.0f}"
     )
 
 
@@ -574,24 +585,20 @@ def report(results: Results) -> bool:
     )
     header = (
         f"{'measurement':<42} {'rows':>10} {'seconds':>8} {'range':>12} {'rows/s':>10}"
-        f" {'RSS MB':>7} {'peak MB':>7}"
+        f" {'CPU s':>6} {'RSS MB':>7} {'peak MB':>7}"
     )
     print(f"\n{header}\n{'-' * len(header)}")
     for m in (product, results.floor, results.pandas, *results.flat):
         spread = f"{m.fastest:.2f}-{m.slowest:.2f}" if m.fastest != m.slowest else ""
-        print(row(m, m.rows, m.seconds, spread))
-    print(row(incremental, incremental.rows, incremental.seconds, "first call"))
+        print(row(m, m.rows, m.seconds, m.cpu_seconds, spread))
+    inc = incremental
+    print(row(inc, inc.rows, inc.seconds, inc.cpu_seconds, "first call"))
+    warm_rows, warm_seconds = inc.extra["warm_rows"], inc.extra["warm_seconds"]
+    print(row(inc, warm_rows, warm_seconds, inc.extra["warm_cpu_seconds"], "warm call"))
     print(
-        row(
-            incremental,
-            incremental.extra["warm_rows"],
-            incremental.extra["warm_seconds"],
-            "warm call",
-        )
-    )
-    print(
-        "\nRSS MB: the process before the measured call (interpreter, Django, pyarrow);"
-        " peak MB: its peak RSS (highest of the runs)."
+        "\nseconds: wall time of the median run; CPU s: its process's CPU time, all threads"
+        " (not PostgreSQL's);\nRSS MB: the process before the measured call (interpreter,"
+        " Django, pyarrow); peak MB: its peak RSS (highest of the runs)."
         f"\nThe product export wrote {product.extra['files']} files,"
         f" {product.extra['bytes'] / 2**20:.1f} MB;"
         f" the floor one file of {results.floor.extra['bytes'] / 2**20:.1f} MB."
