@@ -168,7 +168,7 @@ def day(text: str) -> date:
 # --- bronze on disk, as the exporter writes it -------------------------------------------
 
 
-def _arrow_type(spark_type: str):  # noqa: ANN202
+def _arrow_type(spark_type: str):
     import pyarrow as pa
 
     return {

@@ -79,17 +79,19 @@ def test_every_status_path_replays_to_the_right_row(spark: SparkSession) -> None
         "event_count int"
     )
     at = {n: ts(d + str(n)) for n in range(5)}
+    D, n = Decimal, None
     expected = spark.createDataFrame(
         [
-            ("exec", "EXECUTED", 0, at[1], at[2], None, Decimal("94990"), Decimal("0.1157"), False, None, 3),
-            ("retry", "EXECUTED", 1, at[1], at[4], at[2], Decimal("94980"), Decimal("0.1262"), False, "ReadTimeout", 5),
-            ("failout", "FAILED", 1, at[1], None, at[4], None, None, False, "code=-2010", 5),
-            ("kill", "BLOCKED", 0, None, None, None, None, None, False, "Kill switch active", 3),
-            ("breaker", "BLOCKED", 0, at[1], None, at[2], None, None, False, "Circuit breaker OPEN", 5),
-            ("stale", "BLOCKED", 0, None, None, None, None, None, False, "Stale price", 2),
-            ("pending", "PENDING", 0, None, None, None, None, None, False, None, 1),
-            ("submitted", "SUBMITTED", 0, at[1], None, None, None, None, False, None, 2),
-            ("breach", "EXECUTED", 0, at[1], at[2], None, Decimal("92000"), Decimal("3.2597"), True, None, 4),
+            ("exec", "EXECUTED", 0, at[1], at[2], n, D("94990"), D("0.1157"), False, n, 3),
+            ("retry", "EXECUTED", 1, at[1], at[4], at[2], D("94980"), D("0.1262"), False,
+             "ReadTimeout", 5),
+            ("failout", "FAILED", 1, at[1], n, at[4], n, n, False, "code=-2010", 5),
+            ("kill", "BLOCKED", 0, n, n, n, n, n, False, "Kill switch active", 3),
+            ("breaker", "BLOCKED", 0, at[1], n, at[2], n, n, False, "Circuit breaker OPEN", 5),
+            ("stale", "BLOCKED", 0, n, n, n, n, n, False, "Stale price", 2),
+            ("pending", "PENDING", 0, n, n, n, n, n, False, n, 1),
+            ("submitted", "SUBMITTED", 0, at[1], n, n, n, n, False, n, 2),
+            ("breach", "EXECUTED", 0, at[1], at[2], n, D("92000"), D("3.2597"), True, n, 4),
         ],
         columns,
     )  # fmt: skip
@@ -211,6 +213,7 @@ def test_dates_scope_rewrites_whole_partitions_of_touched_executions(
 
 
 def _good(spark: SparkSession) -> DataFrame:
+    """Return clean silver rows, checkpointed as staged files would be (a short plan)."""
     return replay(
         spark,
         [
@@ -219,7 +222,7 @@ def _good(spark: SparkSession) -> DataFrame:
             event("a", X, "2024-12-27 10:00:02", fill_price="95000", slippage_pct="-1.5"),
             event("b", T, "2024-12-27 11:00:00", client_id=2),
         ],
-    )
+    ).localCheckpoint()
 
 
 def _results(frame: DataFrame, expected_rows: int) -> dict[str, tuple[bool, str, bool]]:
