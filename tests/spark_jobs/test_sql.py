@@ -1,0 +1,185 @@
+"""spark_jobs/sql.py: lake tables under dotted names, and the seed's queries as written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from spark_jobs import sql
+from spark_jobs.silver.stop_executions import build_stop_executions
+from tests.spark_jobs.builders import event, events_frame, write_bronze
+
+BUILT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+T, X = "STOP_TRIGGERED", "EXECUTED"
+
+EVENTS = [
+    event("a", T, "2024-12-26 10:00:00", client_id=1),
+    event("a", X, "2024-12-26 10:00:01", client_id=1, fill_price="1", slippage_pct="0.1"),
+    event("f", T, "2024-12-27 10:00:00", client_id=1),
+    event("f", X, "2024-12-27 10:00:01", client_id=1, fill_price="1", slippage_pct="0.5"),
+    event("night", T, "2024-12-27 23:59:59", client_id=1),
+    event("b", T, "2024-12-27 09:00:00", client_id=2),
+    event("e", T, "2024-12-27 09:00:00", client_id=2, symbol="ETHUSDC"),
+    event("e", X, "2024-12-27 09:00:01", client_id=2, symbol="ETHUSDC", fill_price="1",
+          slippage_pct="0.2"),
+    event("c", T, "2024-12-28 09:00:00", client_id=2),
+]  # fmt: skip
+
+# The seed document's sample and monitoring queries, verbatim (datasets-README.md).
+SUCCESS_RATE = """
+SELECT
+    client_id,
+    COUNT(*) as total_executions,
+    SUM(CASE WHEN status = 'EXECUTED' THEN 1 ELSE 0 END) as successful,
+    SUM(CASE WHEN status = 'EXECUTED' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) as success_rate_pct
+FROM silver.stop_executions
+WHERE date BETWEEN '2024-01-01' AND '2024-12-27'
+GROUP BY client_id
+ORDER BY success_rate_pct DESC;
+"""
+SLIPPAGE_BY_SYMBOL = """
+SELECT
+    symbol,
+    AVG(slippage_pct) as avg_slippage_pct,
+    PERCENTILE(slippage_pct, 0.5) as median_slippage_pct,
+    PERCENTILE(slippage_pct, 0.95) as p95_slippage_pct
+FROM silver.stop_executions
+WHERE date BETWEEN '2024-01-01' AND '2024-12-27'
+  AND slippage_pct IS NOT NULL
+GROUP BY symbol
+ORDER BY avg_slippage_pct ASC;
+"""
+ROWS_PER_DATE = """
+SELECT date, COUNT(*) as row_count
+FROM bronze.events
+GROUP BY date
+ORDER BY date DESC
+LIMIT 30;
+"""
+NULL_PERCENTAGE = """
+SELECT
+    COUNT(*) as total_rows,
+    COUNT(execution_id) as non_null_executions,
+    COUNT(fill_price) as non_null_fill_prices,
+    (COUNT(*) - COUNT(fill_price)) * 100.0 / COUNT(*) as null_fill_price_pct
+FROM silver.stop_executions
+WHERE date = '2024-12-27';
+"""
+BRONZE_FRESHNESS = """
+SELECT
+    CURRENT_TIMESTAMP - MAX(occurred_at) as max_lag
+FROM bronze.events
+WHERE date = '2024-12-27';
+"""
+SILVER_FRESHNESS = """
+SELECT
+    MAX(created_at) as last_silver_update,
+    CURRENT_TIMESTAMP - MAX(created_at) as silver_lag
+FROM silver.stop_executions
+WHERE date = '2024-12-27';
+"""
+
+
+@pytest.fixture
+def small_lake(spark: SparkSession, lake: Path) -> Path:
+    """Return a lake with bronze.events (as exported) and silver.stop_executions."""
+    write_bronze(lake, "events", EVENTS)
+    executions = build_stop_executions(events_frame(spark, EVENTS), BUILT)
+    executions.write.partitionBy("client_id", "date").parquet(str(lake / "silver/stop_executions"))
+    (lake / "silver" / "not_a_dataset").mkdir()
+    (lake / "silver" / "_tmp").mkdir()
+    return lake
+
+
+@pytest.mark.spark
+def test_seed_queries_run_as_written(spark: SparkSession, small_lake: Path) -> None:
+    tables = sql.register_lake_tables(spark, str(small_lake))
+    assert tables == ["bronze.events", "silver.stop_executions"]
+
+    def run(query: str) -> list[tuple]:
+        (statement,) = sql.split_statements(query)
+        return [tuple(row) for row in spark.sql(statement).collect()]
+
+    cent = Decimal("0.01")
+    assert [(*r[:3], r[3].quantize(cent)) for r in run(SUCCESS_RATE)] == [
+        (1, 3, 2, Decimal("66.67")),
+        (2, 2, 1, Decimal("50.00")),
+    ]
+    rows = run(SLIPPAGE_BY_SYMBOL)
+    assert [r[0] for r in rows] == ["ETHUSDC", "BTCUSDC"]
+    assert rows[1][1] == Decimal("0.30000000")
+    assert rows[1][2:] == pytest.approx((0.3, 0.48))
+    assert [(str(d), n) for d, n in run(ROWS_PER_DATE)] == [
+        ("2024-12-28", 1),
+        ("2024-12-27", 6),
+        ("2024-12-26", 2),
+    ]
+    assert run(NULL_PERCENTAGE) == [(4, 4, 2, Decimal("50"))]
+    ((lag,),) = run(BRONZE_FRESHNESS)
+    assert lag > timedelta(days=300)
+    ((last, silver_lag),) = run(SILVER_FRESHNESS)
+    assert last == BUILT.replace(tzinfo=None)
+    assert silver_lag > timedelta(0)
+
+
+@pytest.mark.spark
+def test_command_line_prints_json_lines(
+    spark: SparkSession, small_lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = tmp_path / "queries.sql"
+    queries.write_text(
+        "-- the seed's queries, in one file\n" + SUCCESS_RATE + ROWS_PER_DATE + BRONZE_FRESHNESS
+    )
+    code = sql.main(["--lake-uri", str(small_lake), "--file", str(queries), "--format", "json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[:2] == [
+        {"client_id": 1, "total_executions": 3, "successful": 2, "success_rate_pct": 200 / 3},
+        {"client_id": 2, "total_executions": 2, "successful": 1, "success_rate_pct": 50},
+    ]
+    assert lines[2:5] == [
+        {"date": "2024-12-28", "row_count": 1},
+        {"date": "2024-12-27", "row_count": 6},
+        {"date": "2024-12-26", "row_count": 2},
+    ]
+    assert set(lines[5]) == {"max_lag"}
+    assert spark.range(1).count() == 1  # the shared session is still up
+
+    code = sql.main(["--lake-uri", str(small_lake), "--query", "SELECT * FROM silver.nope"])
+    assert code == 1
+    assert "TABLE_OR_VIEW_NOT_FOUND" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("text", "statements"),
+    [
+        ("SELECT 1", ["SELECT 1"]),
+        ("SELECT 1; SELECT 2;", ["SELECT 1", "SELECT 2"]),
+        ("-- the seed's queries\nSELECT 1;\n-- done\n", ["-- the seed's queries\nSELECT 1"]),
+        ("SELECT 'a;b', \"c;d\", `e;f`; SELECT 2", ["SELECT 'a;b', \"c;d\", `e;f`", "SELECT 2"]),
+        ("SELECT 'it''s; fine'; SELECT 'a\\';'", ["SELECT 'it''s; fine'", "SELECT 'a\\';'"]),
+        ("/* a; b */ SELECT 1 /* ; */;;", ["/* a; b */ SELECT 1 /* ; */"]),
+        (" ; -- nothing\n ;", []),
+    ],
+)  # fmt: skip
+def test_split_statements(text: str, statements: list[str]) -> None:
+    assert sql.split_statements(text) == statements
+
+
+@pytest.mark.unit
+def test_values_print_exactly() -> None:
+    assert sql.plain(Decimal("66.666667"), for_json=True) == 66.666667
+    assert sql.plain(Decimal("12345678901.12345678"), for_json=True) == "12345678901.12345678"
+    assert sql.plain(Decimal("0E-10")) == "0.0000000000"
+    assert sql.plain(timedelta(days=2, seconds=5)) == "2 days, 0:00:05"
+    assert sql.plain(datetime(2024, 12, 27, 10, 0)) == "2024-12-27T10:00:00"
+    assert sql.plain(None) == "NULL"
+    assert sql.format_table(["a", "bb"], [["1", "x"], ["22", "NULL"]]) == (
+        "a  | bb\n---+-----\n1  | x\n22 | NULL\n"
+    )
