@@ -159,13 +159,15 @@ CHUNK_ROWS = 25_000
 INDEX_REBUILD_MIN_EVENTS = 200_000  # below this, keeping indexes is cheaper than rebuilding
 CHILD_PROCESS_MIN_EVENTS = 50_000  # below this, a child process costs more than it saves
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO = Decimal(0).scaleb(-8)
 
 
+_E8 = Decimal("1E-8")
+
+
 def d8(units: int) -> Decimal:
-    """Return ``units`` of 1e-8 as a Decimal with exactly 8 decimal places."""
-    return Decimal(units).scaleb(-8)
+    """Return ``units`` of 1e-8 as a Decimal with exactly 8 decimal places (exact)."""
+    return Decimal(units) * _E8
 
 
 def s8(units: int) -> str:
@@ -197,7 +199,12 @@ to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    # Exact: below year 2100 the float's error (< 0.25 us) is under the half microsecond
+    # that fromtimestamp rounds to, and it is twice as fast as adding a timedelta.
+    return _from_timestamp(us / 1e6, UTC)
+
+
+_from_timestamp = datetime.fromtimestamp
 
 
 def _round_div(num: int, den: int) -> int:

@@ -412,6 +412,24 @@ def test_command_prints_the_summary_and_rejects_bad_arguments() -> None:
             call_command("seed_demo", *args, stdout=io.StringIO())
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+@pytest.mark.parametrize(("flags", "drawn"), [([], True), (["--no-progress"], False)])
+def test_progress_bar_on_a_terminal_unless_disabled(flags: list[str], drawn: bool) -> None:
+    err = Terminal()
+    call_command(
+        "seed_demo", "--reset", "--events", "300", *flags, stdout=io.StringIO(), stderr=err
+    )
+    assert bool(re.search(r"\d+/300 \[", err.getvalue())) == drawn
+
+
 @pytest.mark.integration
 @pytest.mark.django_db
 def test_bulk_postgres_path_writes_the_same_rows_and_restores_the_schema(
