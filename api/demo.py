@@ -42,7 +42,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -218,6 +218,10 @@ def _round_div(num: int, den: int) -> int:
 
 class DemoDataError(ValueError):
     """Raised when seed_demo is asked for data it cannot generate."""
+
+
+class GeneratorFailed(RuntimeError):
+    """Raised when the process generating the rows fails or dies."""
 
 
 def parse_start_date(value: str | date) -> date:
@@ -1658,11 +1662,11 @@ def _in_child_process(config: DemoConfig, offsets: Offsets) -> Iterator[Chunk]:
             try:
                 message = receiver.recv()
             except EOFError:
-                raise DemoDataError(f"the generator process died ({child.exitcode})") from None
+                raise GeneratorFailed(f"the generator process died ({child.exitcode})") from None
             if message is None:
                 return
             if isinstance(message, str):
-                raise DemoDataError(f"the generator process failed:\n{message}")
+                raise GeneratorFailed(f"the generator process failed:\n{message}")
             events, parts = message
             yield events, [(TABLES[index], count, text) for index, count, text in parts]
     finally:
@@ -1715,24 +1719,34 @@ def seed_demo(config: DemoConfig, progress: Callable[[int], object] | None = Non
         suspended = (
             _constraints_suspended([spec.table for spec in TABLES]) if rebuild else nullcontext()
         )
-        with suspended:
-            parallel = postgres and config.events >= CHILD_PROCESS_MIN_EVENTS
-            chunks = (_in_child_process if parallel else _in_process)(config, offsets)
+        parallel = postgres and config.events >= CHILD_PROCESS_MIN_EVENTS
+        chunks = (_in_child_process if parallel else _in_process)(config, offsets)
+        with suspended, closing(chunks):
             for events, parts in chunks:
                 with nullcontext() if config.reset else transaction.atomic():
-                    if postgres:  # check foreign keys per COPY, not all at commit
-                        with connection.cursor() as cursor:
-                            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                    for spec, count, rows in parts:
-                        writer.write(spec, rows)
-                        counts[spec.model._meta.verbose_name_plural] += count
-                    if postgres:
-                        with connection.cursor() as cursor:
-                            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                    _write_chunk(writer, parts, counts, postgres)
                 if progress is not None:
                     progress(events)
         _reset_sequences()
     return SeedReport(config=config, rows=counts, seconds=time.perf_counter() - started)
+
+
+def _write_chunk(
+    writer: _Writer | _PostgresWriter,
+    parts: list[tuple[TableSpec, int, list[tuple] | bytes]],
+    counts: dict[str, int],
+    postgres: bool,
+) -> None:
+    """Write one chunk's rows, parents first, and count them."""
+    if postgres:  # check foreign keys at each COPY: the queue of deferred checks stays small
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    for spec, count, rows in parts:
+        writer.write(spec, rows)
+        counts[spec.model._meta.verbose_name_plural] += count
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def _empty_tables() -> None:
