@@ -320,6 +320,7 @@ def test_data_is_realistic() -> None:
         assert op.closed_at < end
         assert op.exit_price is not None
         assert op.exit_quantity == op.entry_quantity
+        assert 5 < op.entry_quantity * op.entry_price < 500_000, "notional in USDC"
     for op in Operation.objects.filter(status="ACTIVE")[:200]:
         assert op.opened_at
         assert op.exit_price is None
