@@ -5,7 +5,9 @@
 Every dataset directory under ``<lake>/bronze/`` and ``<lake>/silver/`` becomes a table
 (``bronze.events``, ``silver.stop_executions``, ``silver.stop_executions_v2``...) with its
 partition columns discovered, so the seed document's queries run as written. Statements
-are separated by ``;``. Results go to stdout (``table``: aligned text, ``csv``, or
+are separated by ``;``. Queries run with ANSI mode off, as in the engines the seed's
+queries were written for: a division by zero (a percentage over an empty day) is NULL,
+not an error. Results go to stdout (``table``: aligned text, ``csv``, or
 ``json``: one object per line); logs and errors go to stderr. Exit code 0 on success,
 1 when a statement fails, 2 for bad arguments.
 """
@@ -35,6 +37,8 @@ from spark_jobs.common.config import UsageError, lake_root
 from spark_jobs.common.lake import LakeFS
 
 LAYERS = ("bronze", "silver")
+#: Session settings for analysts' SQL (restored afterwards on a shared session).
+QUERY_SETTINGS = {"spark.sql.ansi.enabled": "false"}
 FORMATS = ("table", "csv", "json")
 ERROR_CHARS = 3000
 
@@ -226,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark, created = get_session("robson lake_sql")
     print(f"APP_ID={spark.sparkContext.applicationId}", file=sys.stderr, flush=True)
     warehouse = spark.conf.get("spark.sql.warehouse.dir")
+    previous = {key: spark.conf.get(key, None) for key in QUERY_SETTINGS}
     try:
+        for key, value in QUERY_SETTINGS.items():
+            spark.conf.set(key, value)
         tables = register_lake_tables(spark, args.lake_uri)
         print(f"tables: {', '.join(tables) or '(none)'}", file=sys.stderr)
         run_statements(spark, statements, args.format, sys.stdout)
@@ -235,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {str(error).strip()[:ERROR_CHARS]}", file=sys.stderr)
         return 1
     finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
         if created:
             spark.stop()
             if warehouse and "spark-warehouse-" in warehouse:

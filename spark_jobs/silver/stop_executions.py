@@ -4,6 +4,20 @@ All events sharing an ``execution_token`` are one execution. Bronze duplicates (
 ``event_id`` twice) count once; events are replayed in (occurred_at, event_seq) order, so
 an event recorded late (a higher event_seq) still takes its place by occurrence time.
 
+Columns (besides the trigger event's operation_id, symbol, side, stop/trigger price,
+quantity and source):
+
+- ``execution_id``: ``uuid5(EXECUTION_NAMESPACE, execution_token)``, stable across rebuilds;
+- ``status``: after the latest state-changing event (see :data:`STATUS_AFTER`);
+- ``triggered_at`` / ``submitted_at``: first STOP_TRIGGERED / EXECUTION_SUBMITTED;
+  ``executed_at``: last EXECUTED; ``failed_at``: last FAILED;
+- ``exchange_order_id``, ``fill_price``, ``slippage_pct``, ``error_message``: the last
+  non-null value; ``slippage_breach``: a SLIPPAGE_BREACH event exists;
+- ``retry_count``: the highest; ``event_count``: distinct events; ``first_event_seq`` /
+  ``last_event_seq``: lowest / highest event_seq; ``source_event_ids``: in replay order;
+- ``strategy_id``: ``$.strategy_id`` of the trigger event's payload (null if absent);
+- ``created_at``: when this row was built (for freshness checks).
+
 Partitions: ``client_id`` / ``date`` = UTC date of the execution's trigger (its first
 event when the trigger is missing), so an execution that spans midnight lands whole in the
 partition of the day it was triggered.

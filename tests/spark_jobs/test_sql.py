@@ -150,6 +150,15 @@ def test_command_line_prints_json_lines(
     assert set(lines[5]) == {"max_lag"}
     assert spark.range(1).count() == 1  # the shared session is still up
 
+    # A percentage over a day without rows is NULL, as the seed's engines have it.
+    empty_day = NULL_PERCENTAGE.replace("2024-12-27", "2030-01-01")
+    assert sql.main(["--lake-uri", str(small_lake), "--query", empty_day, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "total_rows,non_null_executions,non_null_fill_prices,null_fill_price_pct",
+        "0,0,0,",
+    ]
+    assert spark.conf.get("spark.sql.ansi.enabled") == "true"  # restored
+
     code = sql.main(["--lake-uri", str(small_lake), "--query", "SELECT * FROM silver.nope"])
     assert code == 1
     assert "TABLE_OR_VIEW_NOT_FOUND" in capsys.readouterr().err
