@@ -1,20 +1,15 @@
-"""Read lake datasets; bronze ones with their exact types (copied from the exporter).
+"""Bronze datasets as the exporter writes them: exact column types and partitions.
 
 The columns are copied here, not imported: the jobs never import the Django side. If
 ``datalake/bronze/schemas.py`` gains a column, a job only sees it once it is added here.
+Partition columns (``client_id``, ``date``) come last: they live in the paths.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DataType,
     DateType,
-    DecimalType,
     IntegerType,
     LongType,
     StringType,
@@ -23,10 +18,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common.lake import LakeFS, dataset_uri
-
-MONEY = DecimalType(20, 8)
-SLIPPAGE = DecimalType(10, 4)
+from spark_jobs.common.datasets import MONEY, SLIPPAGE, Layout
 
 
 def _schema(*columns: tuple[str, DataType]) -> StructType:
@@ -96,56 +88,6 @@ PORTFOLIO = _schema(
 )
 
 
-@dataclass(frozen=True)
-class Layout:
-    """A dataset on the lake: its dotted name, full schema, and partition columns."""
-
-    dataset: str
-    schema: StructType
-    partition_by: tuple[str, ...]
-
-    def renamed(self, dataset: str) -> Layout:
-        """Return the same layout for another dataset name (``silver.x_v2``)."""
-        return Layout(dataset, self.schema, self.partition_by)
-
-
 BRONZE_EVENTS = Layout("bronze.events", EVENTS, ("date",))
 BRONZE_ORDERS = Layout("bronze.orders", ORDERS, ("client_id", "date"))
 BRONZE_PORTFOLIO = Layout("bronze.portfolio", PORTFOLIO, ("client_id", "date"))
-
-
-def date_between(first: date | None, last: date | None) -> Column:
-    """Return a filter on the ``date`` partition column (None bounds are open)."""
-    condition = F.lit(True)
-    if first is not None:
-        condition = condition & (F.col("date") >= F.lit(first))
-    if last is not None:
-        condition = condition & (F.col("date") <= F.lit(last))
-    return condition
-
-
-def read_dataset(
-    spark: SparkSession,
-    root: str,
-    layout: Layout,
-    first: date | None = None,
-    last: date | None = None,
-) -> DataFrame:
-    """Return the dataset under lake ``root``, pruned to dates ``first..last`` if given.
-
-    A dataset that does not exist yet reads as empty. Only ``*.parquet`` files are read:
-    Spark would otherwise descend into the exporter's ``_metadata/`` directories (it keeps
-    ``_metadata`` names on purpose, for Parquet summary files).
-    """
-    uri = dataset_uri(root, layout.dataset)
-    if not LakeFS(spark).exists(uri):
-        return spark.createDataFrame([], layout.schema)
-    frame = (
-        spark.read.schema(layout.schema)
-        .option("pathGlobFilter", "*.parquet")
-        .option("basePath", uri)
-        .parquet(uri)
-    )
-    if first is not None or last is not None:
-        frame = frame.filter(date_between(first, last))
-    return frame

@@ -44,9 +44,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common.bronze import BRONZE_PORTFOLIO, MONEY, Layout, read_dataset
+from spark_jobs.common.bronze import BRONZE_PORTFOLIO
 from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
 from spark_jobs.common.config import JobConfig
+from spark_jobs.common.datasets import MONEY, Layout, read_dataset
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 

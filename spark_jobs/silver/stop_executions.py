@@ -50,9 +50,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common.bronze import BRONZE_EVENTS, MONEY, SLIPPAGE, Layout, read_dataset
+from spark_jobs.common.bronze import BRONZE_EVENTS
 from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
 from spark_jobs.common.config import JobConfig
+from spark_jobs.common.datasets import MONEY, SLIPPAGE, Layout, read_dataset
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 
@@ -131,9 +132,18 @@ def uuid5_column(name: Column, namespace: uuid.UUID = EXECUTION_NAMESPACE) -> Co
 
 
 def dedupe_events(events: DataFrame) -> DataFrame:
-    """Return ``events`` with one row per ``event_id`` (bronze may hold a row twice)."""
-    first = Window.partitionBy("event_id").orderBy("event_seq", "occurred_at")
-    return events.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").drop("_copy")
+    """Return ``events`` with one row per ``event_id`` (bronze may hold a row twice).
+
+    Copies of an event share its execution_token: clustering by the token first lets the
+    replay's groupBy reuse this one shuffle.
+    """
+    first = Window.partitionBy("execution_token", "event_id").orderBy("event_seq", "occurred_at")
+    return (
+        events.repartition("execution_token")
+        .withColumn("_copy", F.row_number().over(first))
+        .filter("_copy = 1")
+        .drop("_copy")
+    )
 
 
 def status_after(event_type: Column) -> Column:

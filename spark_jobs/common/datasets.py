@@ -1,0 +1,65 @@
+"""Datasets on the lake: layout (name, schema, partitions) and reading them with Spark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, StructType
+
+from spark_jobs.common.lake import LakeFS, dataset_uri
+
+MONEY = DecimalType(20, 8)
+SLIPPAGE = DecimalType(10, 4)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset on the lake: its dotted name, full schema, and partition columns."""
+
+    dataset: str
+    schema: StructType
+    partition_by: tuple[str, ...]
+
+    def renamed(self, dataset: str) -> Layout:
+        """Return the same layout for another dataset name (``silver.x_v2``)."""
+        return Layout(dataset, self.schema, self.partition_by)
+
+
+def date_between(first: date | None, last: date | None) -> Column:
+    """Return a filter on the ``date`` partition column (None bounds are open)."""
+    condition = F.lit(True)
+    if first is not None:
+        condition = condition & (F.col("date") >= F.lit(first))
+    if last is not None:
+        condition = condition & (F.col("date") <= F.lit(last))
+    return condition
+
+
+def read_dataset(
+    spark: SparkSession,
+    root: str,
+    layout: Layout,
+    first: date | None = None,
+    last: date | None = None,
+) -> DataFrame:
+    """Return the dataset under lake ``root``, pruned to dates ``first..last`` if given.
+
+    A dataset that does not exist yet reads as empty. Only ``*.parquet`` files are read:
+    Spark would otherwise descend into the exporter's ``_metadata/`` directories (it keeps
+    ``_metadata`` names on purpose, for Parquet summary files).
+    """
+    uri = dataset_uri(root, layout.dataset)
+    if not LakeFS(spark).exists(uri):
+        return spark.createDataFrame([], layout.schema)
+    frame = (
+        spark.read.schema(layout.schema)
+        .option("pathGlobFilter", "*.parquet")
+        .option("basePath", uri)
+        .parquet(uri)
+    )
+    if first is not None or last is not None:
+        frame = frame.filter(date_between(first, last))
+    return frame
