@@ -168,7 +168,7 @@ def day(text: str) -> date:
 # --- bronze on disk, as the exporter writes it -------------------------------------------
 
 
-def _arrow_type(spark_type: str):
+def _arrow_type(spark_type: str) -> Any:
     import pyarrow as pa
 
     return {

@@ -6,8 +6,9 @@ from datetime import date
 
 import pytest
 
-from spark_jobs.common.config import UsageError, lake_root, parse_args
+from spark_jobs.common.config import JOBS, UsageError, lake_root, parse_args
 from spark_jobs.common.lake import dataset_uri, partition_path, staging_uri
+from spark_jobs.main import ENTRY_POINTS
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +96,7 @@ def test_paths() -> None:
     assert partition_path(("strategy_id", "date"), {"date": "2024-12-27", "strategy_id": 0}) == (
         "strategy_id=0/date=2024-12-27"
     )
+
+
+def test_every_job_has_an_entry_point() -> None:
+    assert set(ENTRY_POINTS) == set(JOBS)

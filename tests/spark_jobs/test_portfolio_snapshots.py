@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.silver.portfolio_snapshots import (
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.spark
 BUILT = datetime(2025, 1, 2, tzinfo=UTC)
 
 
-def _expected(spark: SparkSession, rows: list[tuple]):
+def _expected(spark: SparkSession, rows: list[tuple]) -> DataFrame:
     return spark.createDataFrame(
         rows,
         "snapshot_id long, base_value string, period_return string, "
