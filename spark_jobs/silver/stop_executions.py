@@ -1,7 +1,8 @@
 """silver.stop_executions: one row per stop execution, rebuilt by replaying bronze.events.
 
-All events sharing an ``execution_token`` are one execution. Bronze duplicates (the same
-``event_id`` twice) count once; events are replayed in (occurred_at, event_seq) order, so
+All events sharing an ``execution_token`` are one execution (an event without a token
+belongs to none and is left out). Bronze duplicates (the same ``event_id`` twice) count
+once; events are replayed in (occurred_at, event_seq) order, so
 an event recorded late (a higher event_seq) still takes its place by occurrence time.
 
 Columns (besides the trigger event's operation_id, symbol, side, stop/trigger price,
@@ -157,7 +158,8 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
 
     ``built_at`` becomes ``created_at`` (when silver was built, for freshness checks).
     """
-    events = dedupe_events(events).withColumn("_state", status_after(F.col("event_type")))
+    events = dedupe_events(events.filter(F.col("execution_token").isNotNull()))
+    events = events.withColumn("_state", status_after(F.col("event_type")))
     order = F.struct("occurred_at", "event_seq")
     is_trigger = F.col("event_type") == TRIGGERED
 
@@ -258,9 +260,13 @@ def expected_executions(events: DataFrame, executions: DataFrame) -> int:
     of the row-count reconciliation.
     """
     order = F.struct("occurred_at", "event_seq")
-    tokens = events.groupBy("execution_token").agg(
-        F.min_by("client_id", order).alias("client_id"),
-        F.to_date(F.min("occurred_at")).alias("date"),
+    tokens = (
+        events.filter(F.col("execution_token").isNotNull())
+        .groupBy("execution_token")
+        .agg(
+            F.min_by("client_id", order).alias("client_id"),
+            F.to_date(F.min("occurred_at")).alias("date"),
+        )
     )
     partitions = executions.select("client_id", "date").distinct()
     return tokens.join(partitions, ["client_id", "date"], "left_semi").count()

@@ -173,13 +173,14 @@ def test_simultaneous_events_replay_in_event_seq_order(spark: SparkSession) -> N
     assert row.source_event_ids == [r["event_id"] for r in rows]
 
 
-def test_bronze_duplicates_count_once(spark: SparkSession) -> None:
+def test_bronze_duplicates_count_once_and_tokenless_events_not_at_all(spark: SparkSession) -> None:
     rows = [
         event("dup", T, "2024-12-27 10:00:00"),
         event("dup", S, "2024-12-27 10:00:01"),
         event("dup", X, "2024-12-27 10:00:02", fill_price="95000"),
     ]
-    (row,) = replay(spark, rows + rows[1:]).collect()
+    orphan = {**event("dup", T, "2024-12-27 10:00:00"), "execution_token": None}
+    (row,) = replay(spark, [*rows, *rows[1:], orphan]).collect()
     assert row.event_count == 3
     assert row.source_event_ids == [r["event_id"] for r in rows]
 
