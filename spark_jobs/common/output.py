@@ -30,6 +30,7 @@ from spark_jobs.common.report import ChecksFailed, Refused, Report
 log = logging.getLogger(__name__)
 
 LISTED = 20  # partitions named in a refusal message
+MAX_ROWS_PER_FILE = 5_000_000  # one file per partition, unless it is huge
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def write_checked(
             frame.repartition(*output.partition_by)
             .sortWithinPartitions(*output.partition_by, *output.sort_by)
             .write.mode("overwrite")
+            .option("maxRecordsPerFile", MAX_ROWS_PER_FILE)
             .partitionBy(*output.partition_by)
             .parquet(staged)
         )
