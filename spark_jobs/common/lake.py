@@ -31,8 +31,13 @@ def staging_uri(root: str, run_id: str, dataset: str) -> str:
     return f"{staging_root(root, run_id)}/{layer}/{name}"
 
 
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # how Spark (and Hive) spell a null value
+
+
 def format_value(value: Any) -> str:
     """Return a partition value as it appears in a path (dates as YYYY-MM-DD)."""
+    if value is None:
+        return NULL_PARTITION
     if isinstance(value, date):
         return value.isoformat()
     return str(value)

@@ -103,11 +103,9 @@ def write_checked(
     started = time.monotonic()
     staged_frame = spark.read.schema(frame.schema).parquet(staged)
     results = run_checks(staged_frame, output.dataset, checks, output.partition_by)
-    per_partition = staged_frame.groupBy(*output.partition_by).count().collect()
-    report.partition_rows = {
-        partition_path(output.partition_by, list(row)[:-1]): row["count"]
-        for row in sorted(per_partition)
-    }
+    counts = staged_frame.groupBy(*output.partition_by).count().collect()
+    by_path = [(partition_path(output.partition_by, list(r)[:-1]), r["count"]) for r in counts]
+    report.partition_rows = dict(sorted(by_path))
     report.outputs[output.dataset] = sum(report.partition_rows.values())
     report.files = len(staged_frame.inputFiles())
     report.checks = [r.as_dict() for r in results]
