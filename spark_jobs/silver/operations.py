@@ -25,11 +25,12 @@ in order, from: a ``strategy_id`` column of bronze.orders (read as null until th
 adds it), ``$.strategy_id`` in the order's raw_response, the ``strategy_id`` that the stop
 events' payload carries (silver.stop_executions), else :data:`UNATTRIBUTED` (0).
 
-Partitions: ``strategy_id`` / ``date`` = UTC date of the first entry fill. An incremental
-run (``--dates``) reads all of bronze.orders (an operation may be open for days; orders are
-small), recomputes every operation with an order on those dates, and rewrites their
-partitions whole, including the partition an operation was in before (its strategy may
-have become known since).
+Partitions: ``strategy_id`` / ``date`` = UTC date of the first entry fill. Every run reads
+all of bronze.orders (an operation may stay open for days; orders are few). An incremental
+run (``--dates``) recomputes every operation with an order on those dates and rewrites
+their partitions whole. Whatever the scope, the partition an operation was published in
+before is rewritten too: its strategy may have become known since, and it must not stay
+behind in the old partition.
 """
 
 from __future__ import annotations
@@ -279,29 +280,41 @@ def _average(notional: Column, quantity: Column) -> Column:
     return F.when(quantity > 0, ratio.cast(AVERAGE))
 
 
+def moved_from(previous: DataFrame, operations: DataFrame) -> DataFrame:
+    """Return the partitions where ``previous`` (the output as it stands) holds ``operations``.
+
+    An operation can change partition (its strategy becomes known once its stop events
+    are replayed): the partition it leaves is rewritten too, so it is never there twice.
+    """
+    ids = operations.select("operation_id")
+    return previous.join(ids, "operation_id", "left_semi").select(*PARTITIONS).distinct()
+
+
 def affected_by_dates(
     operations: DataFrame, orders: DataFrame, previous: DataFrame, dates: Sequence[date]
 ) -> tuple[DataFrame, list[str]]:
     """Return (operations to rewrite, partitions to rewrite) for orders on ``dates``.
 
-    ``previous`` is the output as it stands (operation_id, strategy_id, date): partitions
-    an affected operation used to be in are rewritten too, so it never stays behind.
+    Those are the partitions of every operation with an order on one of the dates, now
+    and in ``previous``, each with all of its operations.
     """
     touched = (
         orders.filter(F.col("date").isin(list(dates)))
         .select(F.col("related_operation_id").alias("operation_id"))
         .distinct()
     )
-    moved_from = previous.join(touched, "operation_id", "left_semi").select(*PARTITIONS)
+    touched_operations = operations.join(touched, "operation_id", "left_semi")
     partitions = (
-        operations.join(touched, "operation_id", "left_semi")
-        .select(*PARTITIONS)
-        .unionByName(moved_from)
+        touched_operations.select(*PARTITIONS)
+        .unionByName(moved_from(previous, touched_operations))
         .distinct()
     )
     selected = operations.join(partitions, list(PARTITIONS), "left_semi")
-    paths = sorted(partition_path(PARTITIONS, list(r)) for r in partitions.collect())
-    return selected, paths
+    return selected, _paths(partitions)
+
+
+def _paths(partitions: DataFrame) -> list[str]:
+    return sorted(partition_path(PARTITIONS, list(row)) for row in partitions.collect())
 
 
 def expected_operations(orders: DataFrame, operations: DataFrame) -> int:
@@ -363,19 +376,22 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     report.inputs["bronze.orders"] = orders.count()
     report.inputs["silver.stop_executions"] = executions.count()
 
-    operations = build_operations(orders, executions, built_at=datetime.now(UTC))
-    replace: list[str] = []
-    if config.mode == "dates":
-        assert config.output
-        current = read_dataset(spark, config.lake_uri, LAYOUT.renamed(config.output))
-        previous = current.select("operation_id", *PARTITIONS)
-        operations, replace = affected_by_dates(operations, orders, previous, config.dates)
-    elif config.mode == "range":
-        operations = operations.filter(F.col("date").between(config.start_date, config.end_date))
-    operations = operations.persist()
+    assert config.output
+    current = read_dataset(spark, config.lake_uri, LAYOUT.renamed(config.output))
+    previous = current.select("operation_id", *PARTITIONS)
+
+    operations = build_operations(orders, executions, built_at=datetime.now(UTC)).persist()
     try:
-        checks = quality_checks(expected_operations(orders, operations))
-        output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
-        write_checked(spark, config, operations, output, checks, report, also_replace=replace)
+        if config.mode == "dates":
+            selected, replace = affected_by_dates(operations, orders, previous, config.dates)
+        else:
+            selected, left = operations, moved_from(previous, operations)
+            if config.mode == "range":
+                in_range = F.col("date").between(config.start_date, config.end_date)
+                selected, left = selected.filter(in_range), left.filter(in_range)
+            replace = _paths(left)
+        checks = quality_checks(expected_operations(orders, selected))
+        output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
+        write_checked(spark, config, selected, output, checks, report, also_replace=replace)
     finally:
         operations.unpersist()

@@ -210,12 +210,26 @@ def test_operations_and_portfolio_snapshots_end_to_end(
             snapshot(2, "2024-12-27 00:00:00", "10"),
         ],
     )
+    # Before its stop events are replayed, operation 100's strategy is unknown (0).
+    code, result = run(lake, tmp_path, "silver.operations")
+    assert code == 0, result["error"]
+    assert sorted(files(lake, "silver.operations")) == [
+        "strategy_id=0/date=2024-12-26",
+        "strategy_id=0/date=2024-12-27",
+    ]
     assert run(lake, tmp_path, "silver.stop_executions")[0] == 0
 
-    code, result = run(lake, tmp_path, "silver.operations")
+    # Then it moves to strategy 7: its old partition goes, rather than keeping a copy.
+    code, result = run(lake, tmp_path, "silver.operations", "--overwrite")
     assert code == 0, result["error"]
     assert result["inputs"] == {"bronze.orders": 3, "silver.stop_executions": 1}
     assert result["partitions"] == [
+        "strategy_id=0/date=2024-12-26",
+        "strategy_id=0/date=2024-12-27",
+        "strategy_id=7/date=2024-12-26",
+    ]
+    assert result["removed_partitions"] == ["strategy_id=0/date=2024-12-26"]
+    assert sorted(files(lake, "silver.operations")) == [
         "strategy_id=0/date=2024-12-27",
         "strategy_id=7/date=2024-12-26",
     ]
