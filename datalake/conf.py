@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
         },
         "portfolio": {"model": "api.Portfolio"},
     },
-    "EXPORT_BATCH_SIZE": 250_000,
+    "EXPORT_BATCH_SIZE": 100_000,
     "GAP_SETTLE_SECONDS": 600,
     "LOCK_TTL_SECONDS": 900,
 }

@@ -7,9 +7,19 @@ import numpy as np
 Range = list[int]  # [lo, hi], inclusive; JSON-friendly
 
 
+def _sorted_unique(values: Iterable[int]) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        array = values.astype(np.int64, copy=False)
+    else:
+        array = np.fromiter(values, dtype=np.int64)
+    if array.size > 1 and not np.all(array[1:] > array[:-1]):
+        array = np.unique(array)
+    return array
+
+
 def to_ranges(values: Iterable[int]) -> list[Range]:
     """Return the sorted, merged ranges covering exactly `values`."""
-    array = np.unique(np.fromiter(values, dtype=np.int64))
+    array = _sorted_unique(values)
     if array.size == 0:
         return []
     breaks = np.nonzero(np.diff(array) != 1)[0]
@@ -22,7 +32,7 @@ def missing(after: int, upto: int, present: Iterable[int]) -> list[Range]:
     """Return the ranges of integers in (after, upto] that are not in `present`."""
     if upto <= after:
         return []
-    array = np.unique(np.fromiter(present, dtype=np.int64))
+    array = _sorted_unique(present)
     array = array[(array > after) & (array <= upto)]
     bounds = np.concatenate(([after], array, [upto + 1]))
     holes = np.nonzero(np.diff(bounds) > 1)[0]
@@ -31,7 +41,7 @@ def missing(after: int, upto: int, present: Iterable[int]) -> list[Range]:
 
 def subtract(ranges: list[Range], values: Iterable[int]) -> list[Range]:
     """Return `ranges` with `values` removed."""
-    present = np.unique(np.fromiter(values, dtype=np.int64))
+    present = _sorted_unique(values)
     out: list[Range] = []
     for lo, hi in ranges:
         inside = present[(present >= lo) & (present <= hi)]

@@ -95,7 +95,7 @@ def rows_after(source: Source, after: int, limit: int) -> pa.Table:
 def rows_in(source: Source, ranges: list[Range]) -> pa.Table:
     """Return the rows whose cursor value lies in one of `ranges`."""
     if not ranges:
-        return source.dataset.schema.empty_table()
+        return empty_table(source.dataset.schema)
     where = Q()
     for lo, hi in ranges:
         where |= Q(**{f"{source.cursor_field}__range": (lo, hi)})
@@ -106,11 +106,11 @@ def rows_in(source: Source, ranges: list[Range]) -> pa.Table:
 
 
 class _CopyStream(io.RawIOBase):
-    """A read-only file over the chunks of a psycopg COPY TO STDOUT."""
+    """A read-only file over the chunks of a psycopg COPY TO STDOUT (no extra copies)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._pending = b""
+        self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -118,7 +118,7 @@ class _CopyStream(io.RawIOBase):
     def readinto(self, buffer) -> int:
         while not self._pending:
             try:
-                self._pending = bytes(next(self._chunks))
+                self._pending = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         size = min(len(buffer), len(self._pending))
@@ -160,15 +160,17 @@ def _read_copy(source: Source, qs: QuerySet) -> pa.Table:
         chunks = iter(copy)
         first = next(chunks, None)
         if first is None:
-            return source.dataset.schema.empty_table()
+            return empty_table(source.dataset.schema)
         stream = io.BufferedReader(
             _CopyStream(itertools.chain([first], chunks)), buffer_size=1 << 20
         )
-        table = pacsv.read_csv(
+        # Stream block by block: the CSV text never sits in memory whole.
+        reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=4 << 20),
             convert_options=convert,
         )
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
     columns = [
         table[n].cast(t) if pa.types.is_timestamp(t) else table[n]
         for n, (_, t) in zip(names, source.dataset.columns, strict=True)
@@ -210,6 +212,11 @@ def _read_iterator(source: Source, qs: QuerySet) -> pa.Table:
             flush()
     flush()
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """Return an empty table (Schema.empty_table imports pandas; this does not)."""
+    return pa.Table.from_batches([], schema=schema)
 
 
 def partition_date(table: pa.Table, column: str) -> pa.Array:
