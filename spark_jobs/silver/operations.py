@@ -119,20 +119,26 @@ def fills(orders: DataFrame) -> DataFrame:
     A fee in the quote asset counts as is, one in the base asset at the fill's price. A
     fee in a third asset (BNB) is valued at the last fill of that asset against the same
     quote (BNBUSDC) at or before the fee's fill, else the first one after it; with no
-    such fill in bronze it stays unconverted (``unconverted_asset``).
+    such fill in bronze it stays unconverted (``unconverted_asset``). An order without a
+    side takes it from its type (``SPOT_BUY`` buys).
     """
-    filled = orders.dropDuplicates(["id"]).filter(
-        F.col("status").isin(*FILLED) & (F.col("quantity") > 0) & F.col("price").isNotNull()
+    kind = F.col("transaction_type")
+    side = F.coalesce(
+        F.col("side"),
+        F.when(kind.endswith("_BUY"), F.lit("BUY")).when(kind.endswith("_SELL"), F.lit("SELL")),
     )
+    filled = orders.filter(
+        F.col("status").isin(*FILLED) & (F.col("quantity") > 0) & F.col("price").isNotNull()
+    ).dropDuplicates(["id"])
     quote = quote_asset(F.col("symbol"), F.col("asset"))
     fee_asset = F.coalesce(F.col("fee_asset"), quote)
     fee = F.coalesce(F.col("fee"), F.lit(0))
-    rows = filled.select(
+    rows = filled.filter(side.isNotNull()).select(
         F.col("related_operation_id").alias("operation_id"),
         "id",
         "client_id",
         "symbol",
-        "side",
+        side.alias("side"),
         "quantity",
         "price",
         F.coalesce("executed_at", "created_at").alias("filled_at"),
@@ -149,7 +155,7 @@ def fills(orders: DataFrame) -> DataFrame:
             F.get_json_object("raw_response", "$.strategy_id").cast(LongType()),
         ).alias("order_strategy_id"),
     )
-    priced = _fee_asset_prices(rows)
+    priced = _with_fee_prices(rows)
     fee_quote = F.coalesce("_direct_fee", (F.col("fee") * F.col("_fee_price")).cast(FEE))
     return priced.filter(F.col("operation_id").isNotNull()).select(
         "operation_id",
@@ -166,40 +172,42 @@ def fills(orders: DataFrame) -> DataFrame:
     )
 
 
-def _fee_asset_prices(rows: DataFrame) -> DataFrame:
-    """Add ``_fee_price``: the as-of price of the fee asset for fills that need one."""
-    needs = rows.filter(F.col("_direct_fee").isNull() & F.col("_fee_pair").isNotNull())
+def _with_fee_prices(rows: DataFrame) -> DataFrame:
+    """Add ``_fee_price``: the as-of price of the fee asset, for the fills that need one.
+
+    Those fills and the price points of their pairs are sorted together on one timeline
+    per pair; the fills that need no price skip that shuffle.
+    """
+    needs_price = F.col("_direct_fee").isNull() & F.col("_fee_pair").isNotNull()
+    needs = rows.filter(needs_price)
+    pairs = needs.select(F.col("_fee_pair").alias("_pair")).distinct()
     points = rows.select(
         F.col("symbol").alias("_pair"),
         F.col("filled_at").alias("_at"),
         F.lit(0).alias("_kind"),  # a price point sorts before a fee at the same instant
-        F.lit(None).cast(LongType()).alias("id"),
         F.col("price").alias("_point"),
-    ).join(needs.select(F.col("_fee_pair").alias("_pair")).distinct(), "_pair", "left_semi")
+    ).join(pairs, "_pair", "left_semi")
     wanted = needs.select(
+        "*",
         F.col("_fee_pair").alias("_pair"),
         F.col("filled_at").alias("_at"),
         F.lit(1).alias("_kind"),
-        "id",
-        F.lit(None).cast(MONEY).alias("_point"),
     )
     timeline = Window.partitionBy("_pair").orderBy("_at", "_kind")
     before = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     after = timeline.rowsBetween(Window.currentRow, Window.unboundedFollowing)
-    prices = (
-        points.unionByName(wanted)
-        .select(
-            "id",
-            "_kind",
-            F.coalesce(
-                F.last("_point", ignorenulls=True).over(before),
-                F.first("_point", ignorenulls=True).over(after),
-            ).alias("_fee_price"),
-        )
-        .filter(F.col("_kind") == 1)
-        .drop("_kind")
+    price = F.coalesce(
+        F.last("_point", ignorenulls=True).over(before),
+        F.first("_point", ignorenulls=True).over(after),
     )
-    return rows.join(prices, "id", "left")
+    priced = (
+        points.unionByName(wanted, allowMissingColumns=True)
+        .withColumn("_fee_price", price)
+        .filter(F.col("_kind") == 1)
+        .select(*rows.columns, "_fee_price")
+    )
+    direct = rows.filter(~needs_price).withColumn("_fee_price", F.lit(None).cast(MONEY))
+    return direct.unionByName(priced)
 
 
 def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetime) -> DataFrame:
@@ -208,31 +216,40 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
     ``executions`` is silver.stop_executions (operation_id, status, strategy_id are used).
     ``built_at`` becomes ``created_at``.
     """
-    rows = fills(orders)
     order = F.struct("filled_at", "id")
-    side_of = rows.groupBy("operation_id").agg(F.min_by("side", order).alias("op_side"))
-    rows = rows.join(side_of, "operation_id").withColumn(
-        "is_entry", F.col("side") == F.col("op_side")
+    # One shuffle: fills clustered by operation serve both aggregations below.
+    legs = (
+        fills(orders)
+        .repartition("operation_id")
+        .groupBy("operation_id", "side")
+        .agg(
+            F.min(order).alias("_first"),
+            F.min_by("client_id", order).alias("client_id"),
+            F.min_by("symbol", order).alias("symbol"),
+            F.sum("quantity").alias("qty"),
+            F.sum(F.col("price") * F.col("quantity")).alias("notional"),
+            F.min("filled_at").alias("first_at"),
+            F.max("filled_at").alias("last_at"),
+            F.sum(F.coalesce("fee_quote", F.lit(0))).alias("fees"),
+            F.collect_set("unconverted_asset").alias("unconverted"),
+            F.max("order_strategy_id").alias("order_strategy_id"),
+            F.count(F.lit(1)).alias("fills"),
+        )
     )
-    notional = F.col("price") * F.col("quantity")
-
-    def total(value: Column, entry: bool) -> Column:
-        return F.sum(F.when(F.col("is_entry") == entry, value))
-
-    summary = rows.groupBy("operation_id").agg(
-        F.min_by("client_id", order).alias("client_id"),
-        F.min_by("symbol", order).alias("symbol"),
-        F.min("op_side").alias("side"),
-        total(F.col("quantity"), True).alias("qty_in"),
-        total(F.col("quantity"), False).alias("qty_out"),
-        total(notional, True).alias("notional_in"),
-        total(notional, False).alias("notional_out"),
-        F.min(F.when(F.col("is_entry"), F.col("filled_at"))).alias("entry_time"),
-        F.max(F.when(~F.col("is_entry"), F.col("filled_at"))).alias("exit_time"),
-        F.sum(F.coalesce("fee_quote", F.lit(0))).alias("fees"),
-        F.array_sort(F.collect_set("unconverted_asset")).alias("unconverted_fee_assets"),
+    # The side filled first is the entry leg; the other one, if any, the exit leg.
+    leg = F.struct("qty", "notional", "first_at", "last_at")
+    summary = legs.groupBy("operation_id").agg(
+        F.min_by("side", "_first").alias("side"),
+        F.min_by("client_id", "_first").alias("client_id"),
+        F.min_by("symbol", "_first").alias("symbol"),
+        F.min_by(leg, "_first").alias("entry"),
+        F.when(F.count(F.lit(1)) > 1, F.max_by(leg, "_first")).alias("exit"),
+        F.sum("fees").alias("fees"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("unconverted")))).alias(
+            "unconverted_fee_assets"
+        ),
         F.max("order_strategy_id").alias("order_strategy_id"),
-        F.count(F.lit(1)).alias("fill_count"),
+        F.sum("fills").alias("fill_count"),
     )
     stops = executions.groupBy("operation_id").agg(
         F.bool_or(F.col("status") == "EXECUTED").alias("stop_fired"),
@@ -241,23 +258,24 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
     )
     summary = summary.join(stops, "operation_id", "left")
 
-    entry_price = _average(F.col("notional_in"), F.col("qty_in"))
-    exit_price = _average(F.col("notional_out"), F.col("qty_out"))
+    qty_in, qty_out = F.col("entry.qty"), F.col("exit.qty")
+    entry_price = _average(F.col("entry.notional"), qty_in)
+    exit_price = _average(F.col("exit.notional"), qty_out)
     move = exit_price - entry_price
-    gross = F.when(F.col("side") == "BUY", move).otherwise(-move) * F.col("qty_out")
-    closed = F.col("qty_in").isNotNull() & (F.coalesce("qty_out", F.lit(0)) >= F.col("qty_in"))
+    gross = F.when(F.col("side") == "BUY", move).otherwise(-move) * qty_out
+    closed = qty_in.isNotNull() & (F.coalesce(qty_out, F.lit(0)) >= qty_in)
     return summary.select(
         "operation_id",
         "client_id",
         "symbol",
         "side",
         F.when(closed, "CLOSED").otherwise("OPEN").alias("status"),
-        F.col("qty_in").cast(MONEY).alias("quantity"),
+        qty_in.cast(MONEY).alias("quantity"),
         entry_price.cast(MONEY).alias("entry_price"),
-        "entry_time",
-        F.col("qty_out").cast(MONEY).alias("exit_quantity"),
+        F.col("entry.first_at").alias("entry_time"),
+        qty_out.cast(MONEY).alias("exit_quantity"),
         exit_price.cast(MONEY).alias("exit_price"),
-        F.when(closed, F.col("exit_time")).alias("exit_time"),
+        F.when(closed, F.col("exit.last_at")).alias("exit_time"),
         F.col("fees").cast(MONEY).alias("fees"),
         "unconverted_fee_assets",
         (gross - F.col("fees")).cast(MONEY).alias("realized_pnl"),
@@ -270,7 +288,7 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
         F.coalesce("order_strategy_id", "stop_strategy_id", F.lit(UNATTRIBUTED))
         .cast(LongType())
         .alias("strategy_id"),
-        F.to_date(F.coalesce("entry_time", F.col("exit_time"))).alias("date"),
+        F.to_date(F.col("entry.first_at")).alias("date"),
     )
 
 
