@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="export only up to this instant (UTC ISO date-time)")
         parser.add_argument("--since", help="first export only: start at this date (YYYY-MM-DD)")
         parser.add_argument("--dry-run", action="store_true", help="say what would be exported")
-        parser.add_argument("--batch-size", type=int, help="rows per batch (default 100000, setting DATALAKE_EXPORT_BATCH_SIZE)")
+        parser.add_argument("--batch-size", type=int, help="rows per batch (default 100000)")
         parser.add_argument("--verify", action="store_true", help="check bronze, export nothing")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
