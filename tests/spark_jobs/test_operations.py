@@ -159,9 +159,8 @@ def test_dates_scope_includes_the_partition_an_operation_moved_out_of(
         order(3, "BUY", "1", "100", "2024-12-25 11:00:00"),  # elsewhere
     ]
     frame = orders_frame(spark, orders)
-    operations = build_operations(
-        frame, spark.createDataFrame([(1, "EXECUTED", 5), (2, "FAILED", 5)], EXECUTIONS), BUILT
-    )
+    executions = spark.createDataFrame([(1, "EXECUTED", 5), (2, "FAILED", 5)], EXECUTIONS)
+    operations = build_operations(frame, executions, BUILT).localCheckpoint()  # run() caches
     # Yesterday, before its stop events were known, operation 1 sat in strategy 0.
     previous = spark.createDataFrame(
         [(1, 0, day("2024-12-26")), (3, 0, day("2024-12-25"))],
