@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "events": {"model": "api.StopEvent"},
         "orders": {
             "model": "api.AuditTransaction",
+            "fields": {"strategy_id": "related_operation__strategy_id"},
             "include": {"transaction_type": ["MARGIN_BUY", "MARGIN_SELL", "SPOT_BUY", "SPOT_SELL"]},
         },
         "trades": {

@@ -113,6 +113,7 @@ ORDERS = Dataset(
         ("transaction_id", pa.string()),
         ("client_id", pa.int64()),
         ("related_operation_id", pa.int64()),
+        ("strategy_id", pa.int64()),
         ("transaction_type", pa.string()),
         ("status", pa.string()),
         ("symbol", pa.string()),
