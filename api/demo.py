@@ -1599,20 +1599,24 @@ def _prefetched(batches: Iterator[Batch], depth: int = 3) -> Iterator[Batch]:
     done = object()
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Queue an item unless the consumer has gone; return whether it was queued."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
-            slots.put(done)
+            offer(done)
         except BaseException as exc:
-            slots.put(exc)
+            offer(exc)
 
     worker = threading.Thread(target=produce, name="seed_demo-generator", daemon=True)
     worker.start()

@@ -5,6 +5,7 @@ import io
 import json
 import random
 import re
+import threading
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -164,6 +165,23 @@ def test_generated_rows_are_typed_exactly_and_stream_in_bounded_chunks() -> None
                         assert not floats, (spec.table, model_field.name)
     assert batches > 5
     assert config.events <= events < config.events + 20
+
+
+@pytest.mark.unit
+def test_prefetching_stops_cleanly_and_passes_errors_on() -> None:
+    threads = threading.active_count()
+    early = demo._prefetched(iter(range(100)), depth=2)
+    assert next(early) == 0
+    early.close()  # the producer is blocked on a full queue: it must not hang
+    assert threading.active_count() == threads
+
+    def failing():
+        yield 1
+        raise ValueError("generator broke")
+
+    with pytest.raises(ValueError, match="generator broke"):
+        list(demo._prefetched(failing()))
+    assert threading.active_count() == threads
 
 
 # --- Against the database -----------------------------------------------------------------
