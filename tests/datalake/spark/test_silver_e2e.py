@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from api.models import StopEvent
 from datalake.models import JobRun, QualityCheck
@@ -200,3 +201,25 @@ def test_a_silver_job_runs_unchanged_on_a_standalone_cluster(
     assert run.status == JobRun.Status.SUCCEEDED, run.error
     assert run.spark_app_id.startswith("app-")  # a standalone application, not local-...
     assert silver_executions(demo_lake) == expected_executions()
+
+
+def test_backfill_writes_a_separate_v2_dataset_with_one_child_run_per_date(demo_lake):
+    out = io.StringIO()
+    call_command("backfill", "--start-date", "2024-12-20", "--end-date", "2024-12-21",
+                 "--input", "bronze.events", "--output", "silver.stop_executions_v2",
+                 stdout=out)  # fmt: skip
+    parent = JobRun.objects.get(job_name="backfill")
+    assert parent.status == JobRun.Status.SUCCEEDED, parent.error
+    children = list(parent.children.order_by("interval_start"))
+    assert [c.parameters["date"] for c in children] == ["2024-12-20", "2024-12-21"]
+    assert all(c.status == JobRun.Status.SUCCEEDED for c in children)
+    expected = {t: e for t, e in expected_executions().items() if e["date"] <= "2024-12-21"}
+    assert sum(c.rows_out for c in children) == parent.rows_out == len(expected)
+    assert "2024-12-20  SUCCEEDED" in out.getvalue()
+    v2 = read_lake(demo_lake, "silver/stop_executions_v2/")
+    assert sorted(v2["execution_token"].to_pylist()) == sorted(expected)
+    assert not visible_parquet_keys(demo_lake, "silver/stop_executions/")  # the original
+    with pytest.raises(CommandError, match="already has"):
+        call_command("backfill", "--start-date", "2024-12-21", "--end-date", "2024-12-21",
+                     "--input", "bronze.events",
+                     "--output", "silver.stop_executions_v2")  # fmt: skip
