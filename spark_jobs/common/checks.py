@@ -37,7 +37,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class RowCheck:
-    """Fail when any row matches ``bad``; report an optional aggregate ``stat`` too."""
+    """Fail when any row matches ``bad``; report the largest value of ``stat`` too."""
 
     name: str
     bad: Column
@@ -77,25 +77,47 @@ def not_null(column: str, critical: bool = True) -> RowCheck:
 def run_checks(
     frame: DataFrame, dataset: str, checks: Sequence[Check], partition_by: Sequence[str]
 ) -> list[CheckResult]:
-    """Return the result of every check on ``frame`` (one aggregation for the row checks)."""
+    """Return the result of every check on ``frame``."""
+    return check_partitions(frame, dataset, checks, partition_by)[0]
+
+
+def check_partitions(
+    frame: DataFrame, dataset: str, checks: Sequence[Check], partition_by: Sequence[str]
+) -> tuple[list[CheckResult], dict[str, int]]:
+    """Return (the result of every check, rows per partition path) for ``frame``.
+
+    The row checks and the partition counts come from one aggregation grouped by
+    partition; a uniqueness check takes one more.
+    """
     row_checks = [c for c in checks if isinstance(c, RowCheck)]
     aggregates = [F.count(F.lit(1)).alias("_rows")]
     for i, check in enumerate(row_checks):
         aggregates.append(F.count_if(F.coalesce(check.bad, F.lit(False))).alias(f"_bad{i}"))
         if check.stat is not None:
-            aggregates.append(check.stat.alias(f"_stat{i}"))
-    totals = frame.agg(*aggregates).first()
-    assert totals is not None
-    rows = int(totals["_rows"])
+            aggregates.append(F.max(check.stat).alias(f"_stat{i}"))
+    grouped = frame.groupBy(*partition_by) if partition_by else frame.groupBy()
+    per_partition = grouped.agg(*aggregates).collect()
+    partition_rows = {
+        partition_path(partition_by, [row[c] for c in partition_by]): int(row["_rows"])
+        for row in per_partition
+    }
+    rows = sum(partition_rows.values())
+
+    def total(column: str) -> int:
+        return sum(int(row[column]) for row in per_partition)
+
+    def largest(column: str) -> Any:
+        values = [row[column] for row in per_partition if row[column] is not None]
+        return max(values) if values else None
 
     results: list[CheckResult] = []
     for check in checks:
         if isinstance(check, RowCheck):
             i = row_checks.index(check)
-            bad = int(totals[f"_bad{i}"])
+            bad = total(f"_bad{i}")
             observed = f"{bad} {check.noun}"
             if check.stat is not None:
-                observed += f"; {check.stat_label} {_show(totals[f'_stat{i}'])}"
+                observed += f"; {check.stat_label} {_show(largest(f'_stat{i}'))}"
             if bad:
                 observed += _examples(frame.filter(check.bad), partition_by)
             passed = bad == 0
@@ -113,7 +135,7 @@ def run_checks(
             observed = f"{rows} rows; {check.expected} expected from {check.source}"
             passed = rows == check.expected
         results.append(CheckResult(dataset, "", check.name, passed, observed, check.critical))
-    return results
+    return results, partition_rows
 
 
 def _examples(rows: DataFrame, partition_by: Sequence[str]) -> str:

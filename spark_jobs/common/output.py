@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_jobs.common.checks import Check, failed_critical, run_checks
+from spark_jobs.common.checks import Check, check_partitions, failed_critical
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path, staging_root, staging_uri
 from spark_jobs.common.report import ChecksFailed, Refused, Report
@@ -102,10 +102,10 @@ def write_checked(
 
     started = time.monotonic()
     staged_frame = spark.read.schema(frame.schema).parquet(staged)
-    results = run_checks(staged_frame, output.dataset, checks, output.partition_by)
-    counts = staged_frame.groupBy(*output.partition_by).count().collect()
-    by_path = [(partition_path(output.partition_by, list(r)[:-1]), r["count"]) for r in counts]
-    report.partition_rows = dict(sorted(by_path))
+    results, partition_rows = check_partitions(
+        staged_frame, output.dataset, checks, output.partition_by
+    )
+    report.partition_rows = dict(sorted(partition_rows.items()))
     report.outputs[output.dataset] = sum(report.partition_rows.values())
     report.files = len(staged_frame.inputFiles())
     report.checks = [r.as_dict() for r in results]
@@ -116,7 +116,7 @@ def write_checked(
         raise ChecksFailed(f"critical checks failed, nothing published ({staged}): {names}")
 
     started = time.monotonic()
-    publish(fs, staged, live, aside, targets, set(written))
+    publish(fs, staged, live, aside, targets, set(written), set(existing))
     fs.delete(staging_root(config.lake_uri, config.run_id))
     report.published = True
     report.seconds["publish"] = round(time.monotonic() - started, 3)
@@ -124,12 +124,25 @@ def write_checked(
 
 
 def publish(
-    fs: LakeFS, staged: str, live: str, aside: str, targets: Sequence[str], written: set[str]
+    fs: LakeFS,
+    staged: str,
+    live: str,
+    aside: str,
+    targets: Sequence[str],
+    written: set[str],
+    existing: set[str],
 ) -> None:
-    """Swap each target partition of ``live`` for its staged version (or remove it)."""
+    """Swap each target partition of ``live`` for its staged version (or remove it).
+
+    ``existing`` names the targets that are live now. A dataset that does not exist yet
+    is published in one move of the whole staged directory.
+    """
+    if not existing and not fs.exists(live):
+        fs.rename(staged, live)
+        return
     for partition in targets:
         current, new, old = f"{live}/{partition}", f"{staged}/{partition}", f"{aside}/{partition}"
-        replacing = fs.exists(current)
+        replacing = partition in existing
         if replacing:
             fs.delete(old)  # left over by an earlier attempt of this same run
             fs.rename(current, old)

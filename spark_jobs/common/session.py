@@ -15,6 +15,9 @@ SESSION_SETTINGS = {
     "spark.sql.parquet.compression.codec": "zstd",
     # Let adaptive execution coalesce the shuffle partitions of cached frames too.
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+    # List partition directories on the driver: a Spark job per listing (the default
+    # past 32 paths) costs more than it saves on a lake of a few thousand partitions.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "10000",
 }
 
 

@@ -27,8 +27,8 @@ events' payload carries (silver.stop_executions), else :data:`UNATTRIBUTED` (0).
 
 Partitions: ``strategy_id`` / ``date`` = UTC date of the first entry fill. Every run reads
 all of bronze.orders (an operation may stay open for days; orders are few). An incremental
-run (``--dates``) recomputes every operation with an order on those dates and rewrites
-their partitions whole. Whatever the scope, the partition an operation was published in
+run (``--dates``) recomputes every operation with an order or a stop event on those dates
+and rewrites their partitions whole. Whatever the scope, the partition an operation was published in
 before is rewritten too: its strategy may have become known since, and it must not stay
 behind in the old partition.
 """
@@ -53,7 +53,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common.bronze import BRONZE_ORDERS
+from spark_jobs.common.bronze import BRONZE_EVENTS, BRONZE_ORDERS
 from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.datasets import MONEY, Layout, read_dataset
@@ -309,18 +309,25 @@ def moved_from(previous: DataFrame, operations: DataFrame) -> DataFrame:
 
 
 def affected_by_dates(
-    operations: DataFrame, orders: DataFrame, previous: DataFrame, dates: Sequence[date]
+    operations: DataFrame,
+    orders: DataFrame,
+    previous: DataFrame,
+    dates: Sequence[date],
+    events: DataFrame | None = None,
 ) -> tuple[DataFrame, list[str]]:
-    """Return (operations to rewrite, partitions to rewrite) for orders on ``dates``.
+    """Return (operations to rewrite, partitions to rewrite) for new bronze on ``dates``.
 
-    Those are the partitions of every operation with an order on one of the dates, now
+    Those are the partitions of every operation with an order on one of the dates, or a
+    stop event (in ``events``, bronze.events, if given: its stop may have fired), now
     and in ``previous``, each with all of its operations.
     """
-    touched = (
-        orders.filter(F.col("date").isin(list(dates)))
-        .select(F.col("related_operation_id").alias("operation_id"))
-        .distinct()
+    touched = orders.filter(F.col("date").isin(list(dates))).select(
+        F.col("related_operation_id").alias("operation_id")
     )
+    if events is not None:
+        on_dates = events.filter(F.to_date("occurred_at").isin(list(dates)))
+        touched = touched.unionByName(on_dates.select("operation_id"))
+    touched = touched.distinct()
     touched_operations = operations.join(touched, "operation_id", "left_semi")
     partitions = (
         touched_operations.select(*PARTITIONS)
@@ -401,7 +408,12 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     operations = build_operations(orders, executions, built_at=datetime.now(UTC)).persist()
     try:
         if config.mode == "dates":
-            selected, replace = affected_by_dates(operations, orders, previous, config.dates)
+            events = read_dataset(
+                spark, config.lake_uri, BRONZE_EVENTS, config.dates[0], config.dates[-1]
+            )
+            selected, replace = affected_by_dates(
+                operations, orders, previous, config.dates, events
+            )
         else:
             selected, left = operations, moved_from(previous, operations)
             if config.mode == "range":

@@ -200,7 +200,7 @@ def quality_checks(expected_rows: int) -> list[Check]:
             "drawdown_between_0_and_1",
             (F.col("drawdown") < 0) | (F.col("drawdown") > 1),
             "rows outside [0, 1]",
-            stat=F.max("drawdown"),
+            stat=F.col("drawdown"),
             stat_label="max drawdown",
         ),
         RowCheck("total_value_not_negative", F.col("total_value") < 0, "negative total values"),

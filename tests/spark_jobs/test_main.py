@@ -161,6 +161,35 @@ def test_build_refuse_rerun_and_increment(spark: SparkSession, lake: Path, tmp_p
     assert files(lake, "silver.stop_executions") == after
 
 
+def test_an_execution_whose_trigger_arrives_late_moves_whole(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    # First export: only the submission (after midnight), so it is published on the 28th.
+    write_bronze(lake, "events", [event("late", S, "2024-12-28 00:00:03", seq=11)])
+    code, result = run(lake, tmp_path, "silver.stop_executions", "--overwrite")
+    assert code == 0, result["error"]
+    assert sorted(files(lake, "silver.stop_executions")) == ["client_id=1/date=2024-12-28"]
+
+    # The trigger commits late: it is dated the 27th, and the daily run gets that date.
+    write_bronze(
+        lake,
+        "events",
+        [event("late", T, "2024-12-27 23:59:58", seq=10)],
+        name="part-00000002-0000",
+    )
+    code, result = run(
+        lake, tmp_path, "silver.stop_executions", "--dates", "2024-12-27", "--overwrite"
+    )
+    assert code == 0, result["error"]
+    assert result["partitions"] == ["client_id=1/date=2024-12-27", "client_id=1/date=2024-12-28"]
+    assert result["removed_partitions"] == ["client_id=1/date=2024-12-28"]
+    assert sorted(files(lake, "silver.stop_executions")) == ["client_id=1/date=2024-12-27"]
+    rows = silver(spark, lake, "silver.stop_executions").collect()
+    assert [(r.execution_token, r.status, r.event_count) for r in rows] == [
+        ("late", "SUBMITTED", 2)
+    ]
+
+
 def test_a_failed_critical_check_publishes_nothing(lake: Path, tmp_path: Path) -> None:
     write_bronze(
         lake,

@@ -18,7 +18,7 @@ from spark_jobs.silver.operations import (
     expected_operations,
     quality_checks,
 )
-from tests.spark_jobs.builders import day, order, orders_frame, utc
+from tests.spark_jobs.builders import day, event, events_frame, order, orders_frame, utc
 
 pytestmark = pytest.mark.spark
 
@@ -170,6 +170,25 @@ def test_dates_scope_includes_the_partition_an_operation_moved_out_of(
     assert partitions == ["strategy_id=0/date=2024-12-26", "strategy_id=5/date=2024-12-26"]
     assert sorted(r.operation_id for r in chosen.collect()) == [1, 2]
     assert expected_operations(frame, chosen) == 2
+
+
+def test_dates_scope_includes_operations_whose_stop_fired_on_the_dates(
+    spark: SparkSession,
+) -> None:
+    orders = [
+        order(1, "BUY", "1", "100", "2024-12-20 10:00:00"),  # no order since the 20th
+        order(2, "BUY", "1", "100", "2024-12-21 10:00:00"),
+    ]
+    frame = orders_frame(spark, orders)
+    executions = spark.createDataFrame([(1, "EXECUTED", 5)], EXECUTIONS)
+    operations = build_operations(frame, executions, BUILT).localCheckpoint()
+    previous = spark.createDataFrame([], "operation_id long, strategy_id long, date date")
+    events = events_frame(spark, [event("stop", "EXECUTED", "2024-12-27 10:00:00", operation_id=1)])
+    chosen, partitions = affected_by_dates(operations, frame, previous, [day("2024-12-27")], events)
+    assert [r.operation_id for r in chosen.collect()] == [1]
+    assert partitions == ["strategy_id=5/date=2024-12-20"]
+    without, _ = affected_by_dates(operations, frame, previous, [day("2024-12-27")])
+    assert without.count() == 0
 
 
 def test_quality_gates_catch_bad_operations(spark: SparkSession) -> None:

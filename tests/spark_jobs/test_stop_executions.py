@@ -201,13 +201,38 @@ def test_dates_scope_rewrites_whole_partitions_of_touched_executions(
     ]
     events = events_frame(spark, rows)
     executions = build_stop_executions(events, BUILT)
-    chosen = affected_by_dates(executions, events, [day("2024-12-28")])
+    chosen, partitions = affected_by_dates(executions, events, [day("2024-12-28")])
     assert sorted(r.execution_token for r in chosen.collect()) == [
         "morning",
         "night",
         "on-the-day",
     ]
+    assert partitions == ["client_id=1/date=2024-12-27", "client_id=3/date=2024-12-28"]
     assert expected_executions(events, chosen) == 3
+
+
+def test_dates_scope_rewrites_the_partition_an_execution_moved_out_of(
+    spark: SparkSession,
+) -> None:
+    # Published before its trigger arrived: submitted after midnight, so it sat in the 28th.
+    previous = spark.createDataFrame(
+        [("late-trigger", 1, day("2024-12-28")), ("stays", 1, day("2024-12-28"))],
+        "execution_token string, client_id long, date date",
+    )
+    rows = [
+        event("late-trigger", T, "2024-12-27 23:59:58"),  # the late export, dated the 27th
+        event("late-trigger", S, "2024-12-28 00:00:03"),
+        event("stays", T, "2024-12-28 08:00:00"),
+    ]
+    events = events_frame(spark, rows)
+    executions = build_stop_executions(events, BUILT)
+    chosen, partitions = affected_by_dates(executions, events, [day("2024-12-27")], previous)
+    # The 28th is rewritten without it (only "stays" left), the 27th with it.
+    assert partitions == ["client_id=1/date=2024-12-27", "client_id=1/date=2024-12-28"]
+    assert sorted((r.execution_token, str(r.date)) for r in chosen.collect()) == [
+        ("late-trigger", "2024-12-27"),
+        ("stays", "2024-12-28"),
+    ]
 
 
 # --- quality gates -----------------------------------------------------------------------
