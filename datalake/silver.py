@@ -4,6 +4,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from django.db.models import Min
+
 from datalake.locks import ConcurrentRun, exclusive
 from datalake.models import ExportBatch, JobRun
 from datalake.spark.runner import SparkJobFailed, run_job
@@ -15,15 +17,22 @@ class SilverJob:
 
     name: str  # e.g. silver.stop_executions (also the spark_jobs job name)
     inputs: tuple[str, ...]
-    incremental_from: str | None = None  # bronze dataset whose new dates drive a daily run
+    incremental_from: tuple[str, ...] = ()  # bronze datasets whose new dates drive a daily run
 
 
 SILVER_JOBS = {
     job.name: job
     for job in (
-        SilverJob("silver.stop_executions", ("bronze.events",), incremental_from="events"),
-        SilverJob("silver.operations", ("bronze.orders", "silver.stop_executions")),
-        SilverJob("silver.portfolio_snapshots", ("bronze.portfolio",)),
+        SilverJob("silver.stop_executions", ("bronze.events",), incremental_from=("events",)),
+        # Orders make operations; a stop event on an operation can change stop_fired.
+        SilverJob(
+            "silver.operations",
+            ("bronze.orders", "silver.stop_executions"),
+            incremental_from=("orders", "events"),
+        ),
+        SilverJob(
+            "silver.portfolio_snapshots", ("bronze.portfolio",), incremental_from=("portfolio",)
+        ),
     )
 }
 OUTPUT_NAME = re.compile(r"^(?P<base>silver\.[a-z_]+?)(?P<suffix>_v\d+|_[a-z0-9]+)?$")
@@ -45,15 +54,22 @@ def resolve_output(output: str) -> SilverJob:
     raise UnknownDataset(f"unknown output {output!r}; known: {known} (optionally with _v2...)")
 
 
-def new_bronze_dates(dataset: str, after_batch: int) -> tuple[list[str], int]:
+def new_bronze_dates(datasets: tuple[str, ...], after_batch: int) -> tuple[list[str], int]:
     """Return the bronze dates that received files after batch id `after_batch`, and the
-    newest committed batch id (the bronze manifests, as recorded on the export batches)."""
-    batches = ExportBatch.objects.filter(
-        dataset=dataset, status=ExportBatch.Status.COMMITTED, pk__gt=after_batch
-    ).values_list("pk", "files")
+    batch id to resume after next time (the bronze manifests, as recorded on the export
+    batches).
+
+    Batches are read only up to the oldest one still PLANNED: a batch that commits late
+    (its export crashed and the next run completes it) must not fall behind the cursor.
+    """
+    batches = ExportBatch.objects.filter(dataset__in=datasets, pk__gt=after_batch)
+    in_flight = batches.filter(status=ExportBatch.Status.PLANNED).aggregate(Min("pk"))["pk__min"]
+    committed = batches.filter(status=ExportBatch.Status.COMMITTED)
+    if in_flight is not None:
+        committed = committed.filter(pk__lt=in_flight)
     dates: set[str] = set()
     newest = after_batch
-    for pk, files in batches:
+    for pk, files in committed.values_list("pk", "files"):
         newest = max(newest, pk)
         dates.update(f["partition"]["date"] for f in files if f["kind"] == "data")
     return sorted(dates), newest
@@ -92,7 +108,8 @@ def run_silver(
                 run.cursor_start, run.cursor_end = str(after), str(newest)
                 run.save(update_fields=["cursor_start", "cursor_end"])
                 if after and not dates:
-                    run.skip(f"no new bronze.{job.incremental_from} files since batch {after}")
+                    sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
+                    run.skip(f"no new {sources} files since batch {after}")
                     return run
                 if after:
                     args = ["--dates", ",".join(dates)]

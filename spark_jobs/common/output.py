@@ -2,12 +2,12 @@
 
 Readers never see a half-written partition and a failed check publishes nothing:
 
-1. refuse (before writing anything) if a target partition exists and --overwrite is off;
-2. write every target partition under ``<lake>/_staging/run-<id>/<layer>/<name>/``;
-3. run the quality checks on the staged files;
-4. for each target partition: move the live directory aside, move the staged one in,
+1. write every target partition under ``<lake>/_staging/run-<id>/<layer>/<name>/``;
+2. refuse (before publishing anything) if a target partition exists and --overwrite is
+   off, and run the quality checks on the staged files;
+3. for each target partition: move the live directory aside, move the staged one in,
    delete the old one (a target with no rows left is simply removed);
-5. delete the run's staging directory.
+4. delete the run's staging directory.
 
 Only target partitions are touched (dynamic partition overwrite). All moves go through
 Hadoop's FileSystem API, so the same code runs on ``file://`` and ``s3a://``.
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.common.checks import Check, check_partitions, failed_critical
 from spark_jobs.common.config import JobConfig
-from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path, staging_root, staging_uri
+from spark_jobs.common.lake import LakeFS, dataset_uri, staging_root, staging_uri
 from spark_jobs.common.report import ChecksFailed, Refused, Report
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,19 @@ class Output:
     sort_by: tuple[str, ...] = ()
 
 
-def partitions_of(frame: DataFrame, partition_by: Sequence[str]) -> list[str]:
-    """Return the partition paths (``client_id=1/date=...``) that ``frame``'s rows fall in."""
-    rows = frame.select(*partition_by).distinct().collect()
-    return sorted(partition_path(partition_by, list(row)) for row in rows)
-
-
 def write_checked(
     spark: SparkSession,
     config: JobConfig,
     frame: DataFrame,
     output: Output,
-    checks: Sequence[Check],
+    checks: Sequence[Check] | Callable[[DataFrame], Sequence[Check]],
     report: Report,
     also_replace: Iterable[str] = (),
 ) -> None:
     """Stage ``frame``, check it, and publish it over its partitions of ``output``.
 
+    ``frame`` is computed once, by the staging write (no cache). ``checks`` may be a
+    function of the staged frame (a reconciliation that needs its partitions).
     ``also_replace`` names partitions to rewrite even if ``frame`` has no row for them (a
     row that moved to another partition must not stay behind in its old one).
     """
@@ -69,44 +65,40 @@ def write_checked(
         ".", "/", 1
     )
 
-    cached_here = not frame.is_cached
-    if cached_here:
-        frame = frame.persist()
-    try:
-        started = time.monotonic()
-        written = partitions_of(frame, output.partition_by)
-        targets = sorted(set(written) | set(also_replace))
-        report.partitions = targets
-        report.removed_partitions = sorted(set(targets) - set(written))
-        existing = fs.existing(live, output.partition_by, targets)
-        if existing and not config.overwrite:
-            listed = ", ".join(existing[:LISTED])
-            more = f" and {len(existing) - LISTED} more" if len(existing) > LISTED else ""
-            raise Refused(
-                f"{len(existing)} partition(s) of {output.dataset} already exist and "
-                f"--overwrite was not given: {listed}{more}"
-            )
-        fs.delete(staged)
-        (
-            frame.repartition(*output.partition_by)
-            .sortWithinPartitions(*output.partition_by, *output.sort_by)
-            .write.mode("overwrite")
-            .option("maxRecordsPerFile", MAX_ROWS_PER_FILE)
-            .partitionBy(*output.partition_by)
-            .parquet(staged)
-        )
-        report.seconds["write"] = round(time.monotonic() - started, 3)
-    finally:
-        if cached_here:
-            frame.unpersist()
+    started = time.monotonic()
+    fs.delete(staged)
+    (
+        frame.repartition(*output.partition_by)
+        .sortWithinPartitions(*output.partition_by, *output.sort_by)
+        .write.mode("overwrite")
+        .option("maxRecordsPerFile", MAX_ROWS_PER_FILE)
+        .partitionBy(*output.partition_by)
+        .parquet(staged)
+    )
+    report.seconds["write"] = round(time.monotonic() - started, 3)
 
     started = time.monotonic()
     staged_frame = spark.read.schema(frame.schema).parquet(staged)
+    if callable(checks):
+        checks = checks(staged_frame)
     results, partition_rows = check_partitions(
         staged_frame, output.dataset, checks, output.partition_by
     )
+    written = sorted(partition_rows)
+    targets = sorted(set(written) | set(also_replace))
+    report.partitions = targets
+    report.removed_partitions = sorted(set(targets) - set(written))
+    existing = fs.existing(live, output.partition_by, targets)
+    if existing and not config.overwrite:
+        fs.delete(staging_root(config.lake_uri, config.run_id))
+        listed = ", ".join(existing[:LISTED])
+        more = f" and {len(existing) - LISTED} more" if len(existing) > LISTED else ""
+        raise Refused(
+            f"{len(existing)} partition(s) of {output.dataset} already exist and "
+            f"--overwrite was not given: {listed}{more}"
+        )
     report.partition_rows = dict(sorted(partition_rows.items()))
-    report.outputs[output.dataset] = sum(report.partition_rows.values())
+    report.outputs[output.dataset] = sum(partition_rows.values())
     report.files = len(staged_frame.inputFiles())
     report.checks = [r.as_dict() for r in results]
     report.seconds["checks"] = round(time.monotonic() - started, 3)

@@ -240,6 +240,28 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
     )
 
 
+def execution_partitions(events: DataFrame) -> DataFrame:
+    """Return (execution_token, client_id, date) per execution, from the events alone.
+
+    The partition the replay puts each execution in (its trigger's client and UTC date,
+    else its first event's), from plain min aggregates: cheap next to the replay, and
+    repeated events change nothing.
+    """
+    is_trigger = F.col("event_type") == TRIGGERED
+    return (
+        events.filter(F.col("execution_token").isNotNull())
+        .groupBy("execution_token")
+        .agg(
+            F.coalesce(F.min(F.when(is_trigger, F.col("client_id"))), F.min("client_id")).alias(
+                "client_id"
+            ),
+            F.to_date(
+                F.coalesce(F.min(F.when(is_trigger, F.col("occurred_at"))), F.min("occurred_at"))
+            ).alias("date"),
+        )
+    )
+
+
 def affected_by_dates(
     executions: DataFrame,
     events: DataFrame,
@@ -253,31 +275,26 @@ def affected_by_dates(
     *all* the executions of those partitions, so they can be rewritten whole.
     """
     touched = (
-        events.filter(F.to_date("occurred_at").isin(dates)).select("execution_token").distinct()
+        events.filter(F.to_date("occurred_at").isin(list(dates)))
+        .select("execution_token")
+        .distinct()
     )
-    partitions = executions.join(touched, "execution_token", "left_semi").select(*PARTITIONS)
+    now = execution_partitions(events).join(touched, "execution_token", "left_semi")
+    partitions = now.select(*PARTITIONS)
     if previous is not None:
         before = previous.join(touched, "execution_token", "left_semi").select(*PARTITIONS)
         partitions = partitions.unionByName(before)
-    partitions = partitions.distinct()
-    paths = sorted(partition_path(PARTITIONS, list(row)) for row in partitions.collect())
-    return executions.join(partitions, list(PARTITIONS), "left_semi"), paths
+    rows = partitions.distinct().collect()
+    paths = sorted(partition_path(PARTITIONS, list(row)) for row in rows)
+    chosen = executions.sparkSession.createDataFrame(rows, executions.select(*PARTITIONS).schema)
+    return executions.join(F.broadcast(chosen), list(PARTITIONS), "left_semi"), paths
 
 
 def expected_executions(events: DataFrame, executions: DataFrame) -> int:
-    """Return how many distinct tokens the input events hold for ``executions``' partitions.
-
-    Counted from the events alone (the client and UTC date of a token's first event), as
-    the bronze side of the row-count reconciliation. Plain min aggregates: repeated
-    events change nothing here.
-    """
-    tokens = (
-        events.filter(F.col("execution_token").isNotNull())
-        .groupBy("execution_token")
-        .agg(F.min("client_id").alias("client_id"), F.to_date(F.min("occurred_at")).alias("date"))
-    )
+    """Return how many executions the input events hold for ``executions``' partitions
+    (the bronze side of the row-count reconciliation)."""
     partitions = executions.select(*PARTITIONS).distinct()
-    return tokens.join(partitions, list(PARTITIONS), "left_semi").count()
+    return execution_partitions(events).join(partitions, list(PARTITIONS), "left_semi").count()
 
 
 def quality_checks(expected_rows: int) -> list[Check]:
@@ -342,10 +359,9 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
         executions, replace = affected_by_dates(executions, events, list(config.dates), previous)
     elif config.mode == "range":
         executions = executions.filter(F.col("date").between(config.start_date, config.end_date))
-    executions = executions.persist()
-    try:
-        checks = quality_checks(expected_executions(events, executions))
-        output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
-        write_checked(spark, config, executions, output, checks, report, also_replace=replace)
-    finally:
-        executions.unpersist()
+
+    def checks(staged: DataFrame) -> list[Check]:
+        return quality_checks(expected_executions(events, staged))
+
+    output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
+    write_checked(spark, config, executions, output, checks, report, also_replace=replace)

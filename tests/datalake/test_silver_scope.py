@@ -1,0 +1,43 @@
+"""Which bronze dates a daily silver run recomputes: read from the export batches."""
+
+import pytest
+
+from datalake.models import ExportBatch
+from datalake.silver import new_bronze_dates
+
+pytestmark = pytest.mark.django_db
+
+
+def batch(dataset: str, number: int, dates: list[str], status=ExportBatch.Status.COMMITTED):
+    files = [{"kind": "data", "partition": {"date": d}, "key": f"{d}/{number}"} for d in dates]
+    files.append({"kind": "manifest", "partition": {"date": dates[0]}, "key": "m"})
+    return ExportBatch.objects.create(
+        dataset=dataset, number=number, status=status, files=files,
+        watermark_before=0, watermark_after=0,
+    )  # fmt: skip
+
+
+def test_dates_come_from_the_committed_batches_of_the_job_sources():
+    first = batch("events", 1, ["2024-12-20"])
+    batch("orders", 1, ["2024-12-21", "2024-12-22"])
+    batch("portfolio", 1, ["2024-12-25"])
+    dates, newest = new_bronze_dates(("orders", "events"), 0)
+    assert dates == ["2024-12-20", "2024-12-21", "2024-12-22"]
+    dates, newest = new_bronze_dates(("orders", "events"), first.pk)
+    assert dates == ["2024-12-21", "2024-12-22"]
+    assert newest == ExportBatch.objects.get(dataset="orders").pk
+    assert new_bronze_dates(("orders", "events"), newest) == ([], newest)
+
+
+def test_the_cursor_stops_before_a_batch_still_in_flight():
+    done = batch("events", 1, ["2024-12-20"])
+    late = batch("events", 2, ["2024-12-21"], status=ExportBatch.Status.PLANNED)
+    batch("orders", 1, ["2024-12-22"])  # committed after the events batch was planned
+    dates, newest = new_bronze_dates(("orders", "events"), 0)
+    assert (dates, newest) == (["2024-12-20"], done.pk)
+
+    # The crashed export is completed by the next run: nothing was skipped.
+    late.status = ExportBatch.Status.COMMITTED
+    late.save()
+    dates, _ = new_bronze_dates(("orders", "events"), newest)
+    assert dates == ["2024-12-21", "2024-12-22"]
