@@ -262,17 +262,13 @@ def execution_partitions(events: DataFrame) -> DataFrame:
     )
 
 
-def affected_by_dates(
-    executions: DataFrame,
-    events: DataFrame,
-    dates: Sequence[date],
-    previous: DataFrame | None = None,
-) -> tuple[DataFrame, list[str]]:
-    """Return (executions to rewrite, partitions to rewrite) for events on ``dates``.
+def touched_partitions(
+    events: DataFrame, dates: Sequence[date], previous: DataFrame | None = None
+) -> DataFrame:
+    """Return the (client_id, date) partitions that events on ``dates`` touch, collected.
 
-    Touched partitions are those of executions with any event on those dates (UTC), now
-    and in ``previous`` (the output as it stands, if any); the executions returned are
-    *all* the executions of those partitions, so they can be rewritten whole.
+    Those of executions with any event on those dates (UTC), now and in ``previous``
+    (the output as it stands, if any). The result is a small local frame.
     """
     touched = (
         events.filter(F.to_date("occurred_at").isin(list(dates)))
@@ -285,9 +281,31 @@ def affected_by_dates(
         before = previous.join(touched, "execution_token", "left_semi").select(*PARTITIONS)
         partitions = partitions.unionByName(before)
     rows = partitions.distinct().collect()
-    paths = sorted(partition_path(PARTITIONS, list(row)) for row in rows)
-    chosen = executions.sparkSession.createDataFrame(rows, executions.select(*PARTITIONS).schema)
-    return executions.join(F.broadcast(chosen), list(PARTITIONS), "left_semi"), paths
+    return events.sparkSession.createDataFrame(rows, partitions.schema)
+
+
+def in_partitions(frame: DataFrame, partitions: DataFrame) -> DataFrame:
+    """Return the rows of ``frame`` that fall in one of (small) ``partitions``."""
+    return frame.join(F.broadcast(partitions), list(PARTITIONS), "left_semi")
+
+
+def partition_paths(partitions: DataFrame) -> list[str]:
+    return sorted(partition_path(PARTITIONS, list(row)) for row in partitions.collect())
+
+
+def affected_by_dates(
+    executions: DataFrame,
+    events: DataFrame,
+    dates: Sequence[date],
+    previous: DataFrame | None = None,
+) -> tuple[DataFrame, list[str]]:
+    """Return (executions to rewrite, partitions to rewrite) for events on ``dates``.
+
+    The partitions are :func:`touched_partitions`; the executions returned are *all* the
+    executions of those partitions, so they can be rewritten whole.
+    """
+    partitions = touched_partitions(events, dates, previous)
+    return in_partitions(executions, partitions), partition_paths(partitions)
 
 
 def expected_executions(events: DataFrame, executions: DataFrame) -> int:
@@ -350,13 +368,26 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first, last)
     report.inputs["bronze.events"] = events.count()
 
-    executions = build_stop_executions(events, built_at=datetime.now(UTC))
+    # Only the executions of the partitions in scope are replayed (the replay is the
+    # costly part); which they are comes from cheap aggregates over the events.
+    in_scope = events
     if config.mode == "dates":
         layout = LAYOUT.renamed(config.output or DATASET)
         previous = read_dataset(spark, config.lake_uri, layout, first, last).select(
             "execution_token", *PARTITIONS
         )
-        executions, replace = affected_by_dates(executions, events, list(config.dates), previous)
+        partitions = touched_partitions(events, list(config.dates), previous)
+        replace = partition_paths(partitions)
+        tokens = in_partitions(execution_partitions(events), partitions)
+        in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
+    elif config.mode == "range":
+        tokens = execution_partitions(events).filter(
+            F.col("date").between(config.start_date, config.end_date)
+        )
+        in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
+    executions = build_stop_executions(in_scope, built_at=datetime.now(UTC))
+    if config.mode == "dates":
+        executions = in_partitions(executions, partitions)
     elif config.mode == "range":
         executions = executions.filter(F.col("date").between(config.start_date, config.end_date))
 
