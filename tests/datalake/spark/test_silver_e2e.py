@@ -101,35 +101,6 @@ def demo_lake(spark_lake):
     return spark_lake
 
 
-def test_stop_executions_match_an_independent_replay_and_update_incrementally(demo_lake, tmp_path):
-    run = run_silver("silver.stop_executions")
-    assert run.status == JobRun.Status.SUCCEEDED, run.error
-    assert run.spark_app_id.startswith("local-")
-    assert run.rows_out == len(expected_executions())
-    assert silver_executions(demo_lake) == expected_executions()
-    checks = QualityCheck.objects.filter(run=run)
-    assert checks.exists()
-    assert all(c.passed for c in checks)
-    keys = visible_parquet_keys(demo_lake, "silver/stop_executions/")
-    before = {k: (tmp_path / "lake" / k).stat().st_mtime_ns for k in keys}
-
-    # A new day arrives: only the partitions it touches are recomputed.
-    call_command("seed_demo", "--events", "600", "--days", "1", "--start-date", "2024-12-23",
-                 "--no-progress", stdout=io.StringIO())  # fmt: skip
-    call_command("export_bronze", "--no-progress", stdout=io.StringIO())
-    daily = run_silver("silver.stop_executions")
-    assert daily.status == JobRun.Status.SUCCEEDED, daily.error
-    assert "2024-12-23" in daily.parameters["dates"]
-    assert silver_executions(demo_lake) == expected_executions()
-    untouched = [k for k in before if "date=2024-12-20" in k]
-    assert untouched
-    for key in untouched:
-        assert (tmp_path / "lake" / key).stat().st_mtime_ns == before[key]
-
-    nothing_new = run_silver("silver.stop_executions")
-    assert nothing_new.status == JobRun.Status.SKIPPED
-
-
 def silver_rows(storage, dataset: str, key: str) -> dict:
     """Return the rows of a silver dataset by `key`, without created_at (build time)."""
     table = read_lake(storage, f"silver/{dataset}/")
@@ -140,40 +111,59 @@ def silver_rows(storage, dataset: str, key: str) -> dict:
     return rows
 
 
-def test_every_silver_dataset_updates_daily_as_a_full_rebuild_would(demo_lake, tmp_path):
-    jobs = ("silver.stop_executions", "silver.operations", "silver.portfolio_snapshots")
-    for job in jobs:
+def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_would(
+    demo_lake, tmp_path
+):
+    run = run_silver("silver.stop_executions")
+    assert run.status == JobRun.Status.SUCCEEDED, run.error
+    assert run.spark_app_id.startswith("local-")
+    assert run.rows_out == len(expected_executions())
+    assert silver_executions(demo_lake) == expected_executions()
+    checks = QualityCheck.objects.filter(run=run)
+    assert checks.exists()
+    assert all(c.passed for c in checks)
+    derived = ("silver.operations", "silver.portfolio_snapshots")
+    for job in derived:
         assert run_silver(job).status == JobRun.Status.SUCCEEDED
-    keys = {
-        dataset: visible_parquet_keys(demo_lake, f"silver/{dataset}/")
-        for dataset in ("operations", "portfolio_snapshots")
-    }
-    before = {k: (tmp_path / "lake" / k).stat().st_mtime_ns for ks in keys.values() for k in ks}
+    keys = [
+        key
+        for dataset in ("stop_executions", "operations", "portfolio_snapshots")
+        for key in visible_parquet_keys(demo_lake, f"silver/{dataset}/")
+    ]
+    before = {k: (tmp_path / "lake" / k).stat().st_mtime_ns for k in keys}
 
+    # A new day arrives: only the partitions it touches are recomputed.
     call_command("seed_demo", "--events", "600", "--days", "1", "--start-date", "2024-12-23",
                  "--no-progress", stdout=io.StringIO())  # fmt: skip
     call_command("export_bronze", "--no-progress", stdout=io.StringIO())
-    daily = {job: run_silver(job) for job in jobs}
-    for job, run in daily.items():
-        assert run.status == JobRun.Status.SUCCEEDED, (job, run.error)
-        assert "2024-12-23" in run.parameters["dates"], job
-    # Days the new data cannot reach keep their files.
+    for job in ("silver.stop_executions", *derived):
+        daily = run_silver(job)
+        assert daily.status == JobRun.Status.SUCCEEDED, (job, daily.error)
+        assert "2024-12-23" in daily.parameters["dates"], job
+    assert silver_executions(demo_lake) == expected_executions()
     untouched = [k for k in before if "date=2024-12-20" in k]
-    assert untouched
-    assert all((tmp_path / "lake" / k).stat().st_mtime_ns == before[k] for k in untouched)
+    assert {k.split("/")[1] for k in untouched} == {
+        "stop_executions",
+        "operations",
+        "portfolio_snapshots",
+    }
+    for key in untouched:
+        assert (tmp_path / "lake" / key).stat().st_mtime_ns == before[key]
+
+    # What the daily runs kept is what a full rebuild computes.
     incremental = {
         "operations": silver_rows(demo_lake, "operations", "operation_id"),
         "portfolio_snapshots": silver_rows(demo_lake, "portfolio_snapshots", "snapshot_id"),
     }
-
-    for job in ("silver.operations", "silver.portfolio_snapshots"):
+    for job in derived:
         assert run_silver(job, full=True).status == JobRun.Status.SUCCEEDED
     assert silver_rows(demo_lake, "operations", "operation_id") == incremental["operations"]
     assert (
         silver_rows(demo_lake, "portfolio_snapshots", "snapshot_id")
         == incremental["portfolio_snapshots"]
     )
-    for job in jobs:
+
+    for job in ("silver.stop_executions", *derived):
         assert run_silver(job).status == JobRun.Status.SKIPPED
 
 
