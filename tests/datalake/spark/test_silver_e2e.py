@@ -83,6 +83,12 @@ def spark_lake(tmp_path, settings):
     settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
     settings.DATALAKE_SPARK_MASTER = "local[2]"
     settings.DATALAKE_SPARK_DRIVER_MEMORY = "1g"
+    # Tiny inputs: few shuffle partitions and a JIT that starts fast (as the unit-test
+    # session has); passed the way production passes extra conf.
+    settings.DATALAKE_SPARK_CONF = {
+        "spark.sql.shuffle.partitions": "4",
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    }
     return get_storage()
 
 
