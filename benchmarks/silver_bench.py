@@ -17,7 +17,8 @@ For each size (bronze events), it:
 3. runs a DuckDB reference of the same replay over the same files, written in the same
    ``client_id=/date=`` layout, and compares the two outputs row by row;
 4. adds the next day's bronze files (plus the previous day's late events) and runs the
-   job again with ``--dates <new day>,<previous day>`` as the daily run does, then checks
+   job again with ``--dates <new day>,<previous day> --new-files <their keys>`` as the
+   daily run does, then checks
    the incrementally maintained silver against a DuckDB rebuild of the whole lake.
 
 Prints the figures, then PASS/FAIL per target; exits 1 if a target is missed.
@@ -791,6 +792,16 @@ class SizeResult:
         return (self.full.cpu - empty.cpu) / self.duck_cpu
 
 
+def daily_args(source: Path, info: dict[str, Any]) -> list[str]:
+    """Return the scope arguments Django gives the daily run after the increment: the
+    dates of the new bronze files and their lake keys (``datalake.silver.new_bronze``)."""
+    new_date = date.fromisoformat(info["new_date"])
+    dates = f"{new_date.isoformat()},{(new_date - timedelta(days=1)).isoformat()}"
+    increment = source / "increment"
+    keys = sorted(p.relative_to(increment).as_posix() for p in increment.rglob("*.parquet"))
+    return ["--dates", dates, "--new-files", ",".join(keys)]
+
+
 def bench_size(size: int, stages: bool) -> SizeResult:
     source, info = ensure_input(size)
     work = CACHE / f"work-{size}"
@@ -810,12 +821,9 @@ def bench_size(size: int, stages: bool) -> SizeResult:
     say(f"{size:,}: DuckDB reference: {duck_seconds:.1f} s, CPU {duck_cpu:.1f} s")
     comparison = compare(silver, duck_out)
 
-    new_date = date.fromisoformat(info["new_date"])
-    previous = new_date - timedelta(days=1)
     link_tree(source / "increment", lake)
-    say(f"{size:,}: Spark incremental --dates {new_date},{previous} ...")
-    dates = f"{new_date.isoformat()},{previous.isoformat()}"
-    incremental = run_spark(work, lake, 2, ["--dates", dates, "--overwrite"], stages)
+    say(f"{size:,}: Spark incremental {' '.join(daily_args(source, info)[:2])} --new-files ...")
+    incremental = run_spark(work, lake, 2, [*daily_args(source, info), "--overwrite"], stages)
     say(f"{size:,}: Spark incremental: {incremental.wall:.1f} s wall, {incremental.seconds}")
     after_out = work / "duckdb-after" / "silver" / "stop_executions"
     run_duckdb(lake, after_out)
@@ -915,7 +923,7 @@ def report(results: list[SizeResult], empty: SparkRun, stages: bool) -> bool:
         print(
             f"  incremental: +{i['increment_events']:,} events in {i['increment_files']} files"
             f" (date={new_date}, and {i['late_events']:,} late events of date={i['last_date']});"
-            f" --dates {new_date},{i['last_date']}"
+            f" --dates {new_date},{i['last_date']} --new-files <those {i['increment_files']}>"
         )
         print("\n".join(show_seconds(r.incremental)))
         partitions = r.incremental.result["partitions"]

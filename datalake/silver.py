@@ -18,12 +18,18 @@ class SilverJob:
     name: str  # e.g. silver.stop_executions (also the spark_jobs job name)
     inputs: tuple[str, ...]
     incremental_from: tuple[str, ...] = ()  # bronze datasets whose new dates drive a daily run
+    narrows_by_files: bool = False  # the job takes --new-files to recompute less than the dates
 
 
 SILVER_JOBS = {
     job.name: job
     for job in (
-        SilverJob("silver.stop_executions", ("bronze.events",), incremental_from=("events",)),
+        SilverJob(
+            "silver.stop_executions",
+            ("bronze.events",),
+            incremental_from=("events",),
+            narrows_by_files=True,
+        ),
         # Orders make operations; a stop event on an operation can change stop_fired.
         SilverJob(
             "silver.operations",
@@ -35,6 +41,9 @@ SILVER_JOBS = {
         ),
     )
 }
+#: Above this many new bronze files a daily run passes only their dates (a command-line
+#: argument is limited to 128 KiB); the job then recomputes every execution of those dates.
+MAX_LISTED_FILES = 1000
 OUTPUT_NAME = re.compile(r"^(?P<base>silver\.[a-z_]+?)(?P<suffix>_v\d+|_[a-z0-9]+)?$")
 
 
@@ -54,10 +63,18 @@ def resolve_output(output: str) -> SilverJob:
     raise UnknownDataset(f"unknown output {output!r}; known: {known} (optionally with _v2...)")
 
 
-def new_bronze_dates(datasets: tuple[str, ...], after_batch: int) -> tuple[list[str], int]:
-    """Return the bronze dates that received files after batch id `after_batch`, and the
-    batch id to resume after next time (the bronze manifests, as recorded on the export
-    batches).
+@dataclass(frozen=True)
+class NewBronze:
+    """The bronze files committed after a batch id, and the id to resume after next time."""
+
+    dates: list[str]
+    keys: list[str]  # lake keys of the data files
+    newest: int
+
+
+def new_bronze(datasets: tuple[str, ...], after_batch: int) -> NewBronze:
+    """Return the data files of `datasets` committed after batch id `after_batch` (the
+    bronze manifests, as recorded on the export batches), with their dates.
 
     Batches are read only up to the oldest one still PLANNED: a batch that commits late
     (its export crashed and the next run completes it) must not fall behind the cursor.
@@ -68,11 +85,14 @@ def new_bronze_dates(datasets: tuple[str, ...], after_batch: int) -> tuple[list[
     if in_flight is not None:
         committed = committed.filter(pk__lt=in_flight)
     dates: set[str] = set()
+    keys: set[str] = set()
     newest = after_batch
     for pk, files in committed.values_list("pk", "files"):
         newest = max(newest, pk)
-        dates.update(f["partition"]["date"] for f in files if f["kind"] == "data")
-    return sorted(dates), newest
+        data = [f for f in files if f["kind"] == "data"]
+        dates.update(f["partition"]["date"] for f in data)
+        keys.update(f["key"] for f in data)
+    return NewBronze(sorted(dates), sorted(keys), newest)
 
 
 def run_silver(
@@ -104,16 +124,19 @@ def run_silver(
                     .first()
                 )
                 after = 0 if full or last is None else int(last.cursor_end)
-                dates, newest = new_bronze_dates(job.incremental_from, after)
-                run.cursor_start, run.cursor_end = str(after), str(newest)
+                new = new_bronze(job.incremental_from, after)
+                run.cursor_start, run.cursor_end = str(after), str(new.newest)
                 run.save(update_fields=["cursor_start", "cursor_end"])
-                if after and not dates:
+                if after and not new.dates:
                     sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
                     run.skip(f"no new {sources} files since batch {after}")
                     return run
                 if after:
-                    args = ["--dates", ",".join(dates)]
-                    run.parameters = {**run.parameters, "dates": dates}
+                    args = ["--dates", ",".join(new.dates)]
+                    run.parameters = {**run.parameters, "dates": new.dates}
+                    if job.narrows_by_files and len(new.keys) <= MAX_LISTED_FILES:
+                        args += ["--new-files", ",".join(new.keys)]
+                        run.parameters["new_files"] = len(new.keys)
             args.append("--overwrite")
             outcome = run_job(job.name, args, run=run, timeout=timeout)
     except ConcurrentRun as exc:

@@ -3,7 +3,7 @@
 Pure module (no pyspark): the Django side builds exactly this command line::
 
     main.py <job> --lake-uri URI --run-id N --result-file PATH
-            [--dates D1,D2,...] [--start-date D --end-date D]
+            [--dates D1,D2,...] [--new-files KEY,KEY,...] [--start-date D --end-date D]
             [--output NAME] [--overwrite] [--seconds S]
 """
 
@@ -25,6 +25,7 @@ JOBS: dict[str, str | None] = {
 }
 
 _DATASET_NAME = re.compile(r"^(bronze|silver|gold)\.([a-z][a-z0-9_]*)$")
+_FILE_KEY = re.compile(r"^bronze/[a-z][a-z0-9_]*/(?:[a-z_]+=[^/]+/)+[^/]+\.parquet$")
 
 
 class UsageError(ValueError):
@@ -45,6 +46,7 @@ class JobConfig:
     run_id: str
     result_file: str | None = None
     dates: tuple[date, ...] = ()
+    new_files: tuple[str, ...] = ()  # lake keys of the bronze files behind ``dates``
     start_date: date | None = None
     end_date: date | None = None
     output: str | None = None
@@ -71,7 +73,8 @@ class JobConfig:
     def describe_scope(self) -> str:
         """Return a one-line description of which partitions the run recomputes."""
         if self.mode == "dates":
-            return "dates " + ",".join(d.isoformat() for d in self.dates)
+            files = f" ({len(self.new_files)} new files)" if self.new_files else ""
+            return "dates " + ",".join(d.isoformat() for d in self.dates) + files
         if self.mode == "range":
             return f"dates {self.start_date} .. {self.end_date}"
         return "full rebuild"
@@ -83,6 +86,19 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def parse_file_keys(text: str) -> tuple[str, ...]:
+    """Return the bronze file keys in ``text`` (comma-separated), or raise UsageError."""
+    keys = tuple(sorted({k.strip() for k in text.split(",") if k.strip()}))
+    if not keys:
+        raise UsageError("--new-files is empty")
+    for key in keys:
+        if not _FILE_KEY.match(key):
+            raise UsageError(
+                f"--new-files: not a bronze file key (bronze/<name>/<col>=<v>/....parquet): {key!r}"
+            )
+    return keys
 
 
 def date_span(first: date, last: date) -> list[date]:
@@ -115,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", required=True, help="JobRun id (names the staging dir)")
     parser.add_argument("--result-file", help="local path of the result JSON")
     parser.add_argument("--dates", help="incremental: bronze dates that received new files")
+    parser.add_argument(
+        "--new-files", help="with --dates: the new bronze files (lake keys), to narrow the scope"
+    )
     parser.add_argument("--start-date", help="backfill: first silver date (inclusive)")
     parser.add_argument("--end-date", help="backfill: last silver date (inclusive)")
     parser.add_argument("--output", help="output dataset, e.g. silver.stop_executions_v2")
@@ -135,6 +154,9 @@ def parse_args(argv: list[str]) -> JobConfig:
         dates = tuple(sorted({parse_date(d) for d in args.dates.split(",") if d.strip()}))
         if not dates:
             raise UsageError("--dates is empty")
+    new_files = parse_file_keys(args.new_files) if args.new_files is not None else ()
+    if new_files and not dates:
+        raise UsageError("--new-files goes with --dates (the dates of those files)")
     start = parse_date(args.start_date) if args.start_date else None
     end = parse_date(args.end_date) if args.end_date else None
     if (start is None) != (end is None):
@@ -151,6 +173,7 @@ def parse_args(argv: list[str]) -> JobConfig:
         run_id=args.run_id,
         result_file=args.result_file,
         dates=dates,
+        new_files=new_files,
         start_date=start,
         end_date=end,
         output=resolve_output(args.job, args.output),

@@ -50,6 +50,11 @@ def partition_path(columns: Sequence[str], values: Mapping[str, Any] | Sequence[
     return "/".join(f"{c}={format_value(v)}" for c, v in zip(columns, values, strict=True))
 
 
+def partition_paths(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Return the distinct partition paths of ``rows`` (values in ``columns`` order), sorted."""
+    return sorted({partition_path(columns, list(row)) for row in rows})
+
+
 def is_data_name(name: str) -> bool:
     """Return whether a file or directory name holds data (not ``_metadata``, ``.tmp``...)."""
     return not name.startswith(("_", "."))

@@ -57,7 +57,7 @@ from spark_jobs.common.bronze import BRONZE_EVENTS, BRONZE_ORDERS
 from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.datasets import MONEY, Layout, read_dataset
-from spark_jobs.common.lake import partition_path
+from spark_jobs.common.lake import partition_paths
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 from spark_jobs.silver import stop_executions
@@ -335,11 +335,7 @@ def affected_by_dates(
         .distinct()
     )
     selected = operations.join(partitions, list(PARTITIONS), "left_semi")
-    return selected, _paths(partitions)
-
-
-def _paths(partitions: DataFrame) -> list[str]:
-    return sorted(partition_path(PARTITIONS, list(row)) for row in partitions.collect())
+    return selected, partition_paths(PARTITIONS, partitions.collect())
 
 
 def expected_operations(orders: DataFrame, operations: DataFrame) -> int:
@@ -419,7 +415,7 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
             if config.mode == "range":
                 in_range = F.col("date").between(config.start_date, config.end_date)
                 selected, left = selected.filter(in_range), left.filter(in_range)
-            replace = _paths(left)
+            replace = partition_paths(PARTITIONS, left.collect())
         checks = quality_checks(expected_operations(orders, selected))
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
         write_checked(spark, config, selected, output, checks, report, also_replace=replace)

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -56,8 +56,17 @@ from pyspark.sql.types import (
 from spark_jobs.common.bronze import BRONZE_EVENTS
 from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
 from spark_jobs.common.config import JobConfig
-from spark_jobs.common.datasets import MONEY, SLIPPAGE, Layout, read_dataset
-from spark_jobs.common.lake import partition_path
+from spark_jobs.common.datasets import (
+    MONEY,
+    SLIPPAGE,
+    Layout,
+    date_between,
+    in_partitions,
+    read_dataset,
+    read_files,
+    read_partitions,
+)
+from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 
@@ -263,49 +272,47 @@ def execution_partitions(events: DataFrame) -> DataFrame:
 
 
 def touched_partitions(
-    events: DataFrame, dates: Sequence[date], previous: DataFrame | None = None
-) -> DataFrame:
-    """Return the (client_id, date) partitions that events on ``dates`` touch, collected.
+    located: DataFrame, touched: DataFrame, previous: DataFrame | None = None
+) -> list[Row]:
+    """Return the partitions of the ``touched`` executions, with how many executions
+    each holds: rows of (client_id, date, executions), collected.
 
-    Those of executions with any event on those dates (UTC), now and in ``previous``
-    (the output as it stands, if any). The result is a small local frame.
+    ``located`` is :func:`execution_partitions` (where each execution belongs now, which
+    also gives the count); ``previous`` holds (execution_token, client_id, date) of the
+    output as it stands, where an execution may sit elsewhere (its trigger arrived late).
     """
-    touched = (
-        events.filter(F.to_date("occurred_at").isin(list(dates)))
-        .select("execution_token")
-        .distinct()
+    marked = located.join(touched.withColumn("_touched", F.lit(True)), "execution_token", "left")
+    partitions = marked.groupBy(*PARTITIONS).agg(
+        F.count("*").alias("executions"),
+        F.coalesce(F.max("_touched"), F.lit(False)).alias("_touched"),
     )
-    now = execution_partitions(events).join(touched, "execution_token", "left_semi")
-    partitions = now.select(*PARTITIONS)
     if previous is not None:
-        before = previous.join(touched, "execution_token", "left_semi").select(*PARTITIONS)
-        partitions = partitions.unionByName(before)
-    rows = partitions.distinct().collect()
-    return events.sparkSession.createDataFrame(rows, partitions.schema)
+        before = previous.join(touched, "execution_token", "left_semi").select(
+            *PARTITIONS,
+            F.lit(0).cast(LongType()).alias("executions"),
+            F.lit(True).alias("_touched"),
+        )
+        partitions = (
+            partitions.unionByName(before)
+            .groupBy(*PARTITIONS)
+            .agg(F.sum("executions").alias("executions"), F.max("_touched").alias("_touched"))
+        )
+    return partitions.filter("_touched").select(*PARTITIONS, "executions").collect()
 
 
-def in_partitions(frame: DataFrame, partitions: DataFrame) -> DataFrame:
-    """Return the rows of ``frame`` that fall in one of (small) ``partitions``."""
-    return frame.join(F.broadcast(partitions), list(PARTITIONS), "left_semi")
+def merge_increment(
+    replayed: DataFrame, rebuilt: DataFrame, current: DataFrame, partitions: Sequence[str]
+) -> DataFrame:
+    """Return the whole content of ``partitions`` after an incremental replay.
 
-
-def partition_paths(partitions: DataFrame) -> list[str]:
-    return sorted(partition_path(PARTITIONS, list(row)) for row in partitions.collect())
-
-
-def affected_by_dates(
-    executions: DataFrame,
-    events: DataFrame,
-    dates: Sequence[date],
-    previous: DataFrame | None = None,
-) -> tuple[DataFrame, list[str]]:
-    """Return (executions to rewrite, partitions to rewrite) for events on ``dates``.
-
-    The partitions are :func:`touched_partitions`; the executions returned are *all* the
-    executions of those partitions, so they can be rewritten whole.
+    ``replayed`` holds the executions of the tokens in ``rebuilt``, replayed again;
+    ``current`` the rows published in those partitions (paths) so far. The executions not rebuilt
+    are kept as published; a rebuilt one replaces its old row wherever that was.
     """
-    partitions = touched_partitions(events, dates, previous)
-    return in_partitions(executions, partitions), partition_paths(partitions)
+    kept = current.join(rebuilt, "execution_token", "left_anti")
+    return in_partitions(replayed, PARTITIONS, partitions).unionByName(
+        in_partitions(kept, PARTITIONS, partitions)
+    )
 
 
 def expected_executions(events: DataFrame, executions: DataFrame) -> int:
@@ -357,42 +364,86 @@ def quality_checks(expected_rows: int) -> list[Check]:
 
 def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     """Rebuild the partitions of silver.stop_executions that the run's scope covers."""
-    first = last = None
-    replace: list[str] = []
     if config.mode == "dates":
-        first, last = config.dates[0] - timedelta(days=2), config.dates[-1] + timedelta(days=2)
-    elif config.mode == "range":
+        run_increment(spark, config, report)
+        return
+    first = last = None
+    if config.mode == "range":
         assert config.start_date is not None
         assert config.end_date is not None
         first, last = config.start_date - timedelta(days=1), config.end_date + timedelta(days=1)
     events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first, last)
     report.inputs["bronze.events"] = events.count()
 
-    # Only the executions of the partitions in scope are replayed (the replay is the
-    # costly part); which they are comes from cheap aggregates over the events.
     in_scope = events
-    if config.mode == "dates":
-        layout = LAYOUT.renamed(config.output or DATASET)
-        previous = read_dataset(spark, config.lake_uri, layout, first, last).select(
-            "execution_token", *PARTITIONS
-        )
-        partitions = touched_partitions(events, list(config.dates), previous)
-        replace = partition_paths(partitions)
-        tokens = in_partitions(execution_partitions(events), partitions)
-        in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
-    elif config.mode == "range":
+    if config.mode == "range":
+        # Only the executions of the dates in range are replayed (the replay is the
+        # costly part); which they are comes from cheap aggregates over the events.
         tokens = execution_partitions(events).filter(
             F.col("date").between(config.start_date, config.end_date)
         )
         in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
     executions = build_stop_executions(in_scope, built_at=datetime.now(UTC))
-    if config.mode == "dates":
-        executions = in_partitions(executions, partitions)
-    elif config.mode == "range":
+    if config.mode == "range":
         executions = executions.filter(F.col("date").between(config.start_date, config.end_date))
 
     def checks(staged: DataFrame) -> list[Check]:
         return quality_checks(expected_executions(events, staged))
 
     output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
-    write_checked(spark, config, executions, output, checks, report, also_replace=replace)
+    write_checked(spark, config, executions, output, checks, report)
+
+
+def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> None:
+    """Replay the executions that new bronze events touch and merge them into the output.
+
+    New events are those of ``--new-files`` if given, else every event on ``--dates``.
+    Only the touched executions are replayed; the other executions of the partitions
+    they fall in (now, or as published before) are kept as published. A partition that
+    is not published yet (a new ``_v2`` output, a lost partition) is replayed whole. The
+    reconciliation counts every execution that bronze puts in the rewritten partitions.
+    """
+    assert config.output
+    day = timedelta(days=1)
+    first, last = config.dates[0], config.dates[-1]
+    # A touched execution's events lie within a day of its new ones; the executions of
+    # the partitions it falls in, within a day of those.
+    events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first - 2 * day, last + 2 * day)
+    if config.new_files:
+        new = read_files(spark, config.lake_uri, BRONZE_EVENTS, config.new_files)
+    else:
+        new = events.filter(F.col("date").isin(list(config.dates)))
+    per_token = new.groupBy("execution_token").agg(F.count("*").alias("events")).cache()
+    located = execution_partitions(events).cache()  # narrow: used up to three times
+    try:
+        touched = per_token.filter(F.col("execution_token").isNotNull()).select("execution_token")
+        layout = LAYOUT.renamed(config.output)
+        previous = read_dataset(spark, config.lake_uri, layout, first - day, last + day)
+        rows = touched_partitions(located, touched, previous.select("execution_token", *PARTITIONS))
+        dates = {partition_path(PARTITIONS, row[:2]): row.date for row in rows}
+        live = dataset_uri(config.lake_uri, layout.dataset)
+        published = LakeFS(spark).existing(live, PARTITIONS, dates)
+        missing = sorted(set(dates) - set(published))
+
+        # Replayed: the touched executions, and every execution of a partition that is
+        # not published yet (the new day's, mostly). Their events lie within a day of
+        # the touched events, or from their partition's date to the day after.
+        rebuilt = touched
+        if missing:
+            whole = in_partitions(located, PARTITIONS, missing).select("execution_token")
+            rebuilt = rebuilt.unionByName(whole).distinct()
+        rebuilt = F.broadcast(rebuilt)  # tens of thousands of tokens: a few MB
+        until = max([last + day] + [dates[p] + day for p in missing if dates[p] is not None])
+        window = events.filter(date_between(first - day, until))
+        replayed = build_stop_executions(
+            window.join(rebuilt, "execution_token", "left_semi"), built_at=datetime.now(UTC)
+        )
+        current = read_partitions(spark, config.lake_uri, layout, published)
+        executions = merge_increment(replayed, rebuilt, current, sorted(dates))
+        checks = quality_checks(sum(row.executions for row in rows))
+        output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
+        write_checked(spark, config, executions, output, checks, report, also_replace=sorted(dates))
+        report.inputs["bronze.events"] = per_token.agg(F.sum("events")).first()[0] or 0
+    finally:
+        per_token.unpersist()
+        located.unpersist()

@@ -3,7 +3,7 @@
 import pytest
 
 from datalake.models import ExportBatch
-from datalake.silver import new_bronze_dates
+from datalake.silver import NewBronze, new_bronze
 
 pytestmark = pytest.mark.django_db
 
@@ -21,23 +21,23 @@ def test_dates_come_from_the_committed_batches_of_the_job_sources():
     first = batch("events", 1, ["2024-12-20"])
     batch("orders", 1, ["2024-12-21", "2024-12-22"])
     batch("portfolio", 1, ["2024-12-25"])
-    dates, newest = new_bronze_dates(("orders", "events"), 0)
-    assert dates == ["2024-12-20", "2024-12-21", "2024-12-22"]
-    dates, newest = new_bronze_dates(("orders", "events"), first.pk)
-    assert dates == ["2024-12-21", "2024-12-22"]
-    assert newest == ExportBatch.objects.get(dataset="orders").pk
-    assert new_bronze_dates(("orders", "events"), newest) == ([], newest)
+    new = new_bronze(("orders", "events"), 0)
+    assert new.dates == ["2024-12-20", "2024-12-21", "2024-12-22"]
+    assert new.keys == ["2024-12-20/1", "2024-12-21/1", "2024-12-22/1"]  # data files only
+    new = new_bronze(("orders", "events"), first.pk)
+    assert new.dates == ["2024-12-21", "2024-12-22"]
+    assert new.newest == ExportBatch.objects.get(dataset="orders").pk
+    assert new_bronze(("orders", "events"), new.newest) == NewBronze([], [], new.newest)
 
 
 def test_the_cursor_stops_before_a_batch_still_in_flight():
     done = batch("events", 1, ["2024-12-20"])
     late = batch("events", 2, ["2024-12-21"], status=ExportBatch.Status.PLANNED)
     batch("orders", 1, ["2024-12-22"])  # committed after the events batch was planned
-    dates, newest = new_bronze_dates(("orders", "events"), 0)
-    assert (dates, newest) == (["2024-12-20"], done.pk)
+    new = new_bronze(("orders", "events"), 0)
+    assert (new.dates, new.newest) == (["2024-12-20"], done.pk)
 
     # The crashed export is completed by the next run: nothing was skipped.
     late.status = ExportBatch.Status.COMMITTED
     late.save()
-    dates, _ = new_bronze_dates(("orders", "events"), newest)
-    assert dates == ["2024-12-21", "2024-12-22"]
+    assert new_bronze(("orders", "events"), new.newest).dates == ["2024-12-21", "2024-12-22"]

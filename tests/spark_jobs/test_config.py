@@ -18,7 +18,9 @@ BASE = ["--lake-uri", "s3a://lake/prefix/", "--run-id", "42"]
 def test_a_full_command_line() -> None:
     config = parse_args(
         ["silver.stop_executions", *BASE, "--result-file", "/tmp/r.json", "--dates",
-         "2024-12-28,2024-12-27,2024-12-28", "--output", "silver.stop_executions_v2", "--overwrite"]
+         "2024-12-28,2024-12-27,2024-12-28", "--output", "silver.stop_executions_v2", "--overwrite",
+         "--new-files", "bronze/events/date=2024-12-28/part-00000002-0000.parquet,"
+         "bronze/events/date=2024-12-27/part-00000001-0003.parquet"]
     )  # fmt: skip
     assert config.job == "silver.stop_executions"
     assert config.lake_uri == "s3a://lake/prefix"
@@ -26,6 +28,11 @@ def test_a_full_command_line() -> None:
     assert config.result_file == "/tmp/r.json"
     assert config.dates == (date(2024, 12, 27), date(2024, 12, 28))
     assert config.mode == "dates"
+    assert config.new_files == (
+        "bronze/events/date=2024-12-27/part-00000001-0003.parquet",
+        "bronze/events/date=2024-12-28/part-00000002-0000.parquet",
+    )
+    assert config.describe_scope() == "dates 2024-12-27,2024-12-28 (2 new files)"
     assert config.output == "silver.stop_executions_v2"
     assert config.overwrite is True
 
@@ -58,6 +65,13 @@ def test_modes_and_default_outputs(args: list[str], mode: str, output: str | Non
         (["silver.operations", "--output", "Silver.Operations"], "must look like"),
         (["silver.operations", "--bogus"], "unrecognized arguments"),
         (["silver.operations", "--seconds", "-1"], "must not be negative"),
+        (["silver.operations", "--new-files", "bronze/orders/date=2024-01-01/p.parquet"],
+         "goes with --dates"),
+        (["silver.operations", "--dates", "2024-01-01", "--new-files", " , "], "is empty"),
+        (["silver.operations", "--dates", "2024-01-01", "--new-files", "/etc/passwd"],
+         "not a bronze file key"),
+        (["silver.operations", "--dates", "2024-01-01", "--new-files",
+          "bronze/events/date=2024-01-01/../../../secret.parquet"], "not a bronze file key"),
     ],
 )  # fmt: skip
 def test_bad_command_lines_are_refused(args: list[str], message: str) -> None:

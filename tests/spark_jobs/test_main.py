@@ -117,19 +117,18 @@ def test_build_refuse_rerun_and_increment(spark: SparkSession, lake: Path, tmp_p
     again = silver(spark, lake, "silver.stop_executions").drop("created_at")
     assertDataFrameEqual(again, published)
 
-    # New files for the 28th: only the partitions they affect are rewritten.
+    # A new file for the 28th: only the partitions its executions fall in are rewritten
+    # ("c", on the 28th but without a new event, is left as published).
     write_bronze(lake, "events", LATE, name="part-00000002-0000")
     before = files(lake, "silver.stop_executions")
+    new_file = "bronze/events/date=2024-12-28/part-00000002-0000.parquet"
     code, result = run(
-        lake, tmp_path, "silver.stop_executions", "--dates", "2024-12-28", "--overwrite"
-    )
+        lake, tmp_path, "silver.stop_executions", "--dates", "2024-12-28",
+        "--new-files", new_file, "--overwrite",
+    )  # fmt: skip
     assert code == 0, result["error"]
-    assert result["inputs"] == {"bronze.events": 9}
-    changed = [
-        "client_id=1/date=2024-12-27",
-        "client_id=1/date=2024-12-28",
-        "client_id=2/date=2024-12-28",
-    ]
+    assert result["inputs"] == {"bronze.events": len(LATE)}
+    changed = ["client_id=1/date=2024-12-27", "client_id=1/date=2024-12-28"]
     assert result["partitions"] == changed
     after = files(lake, "silver.stop_executions")
     assert sorted(after) == sorted([*partitions, "client_id=1/date=2024-12-28"])
@@ -188,6 +187,54 @@ def test_an_execution_whose_trigger_arrives_late_moves_whole(
     assert [(r.execution_token, r.status, r.event_count) for r in rows] == [
         ("late", "SUBMITTED", 2)
     ]
+
+
+PAIR = [event("x", T, "2024-12-27 10:00:00"), event("y", T, "2024-12-27 11:00:00")]
+X_SUBMITTED = event("x", S, "2024-12-27 10:00:01", seq=20)
+X_FILE = "bronze/events/date=2024-12-27/part-00000002-0000.parquet"
+
+
+def test_a_daily_run_into_a_new_output_replays_its_partitions_whole(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    write_bronze(lake, "events", PAIR)
+    write_bronze(lake, "events", [X_SUBMITTED], name="part-00000002-0000")
+    # Nothing is published in silver.stop_executions_v2: "y", untouched by the new
+    # file, is replayed with "x" because its partition is rewritten whole.
+    code, result = run(
+        lake, tmp_path, "silver.stop_executions", "--dates", "2024-12-27",
+        "--new-files", X_FILE, "--output", "silver.stop_executions_v2",
+    )  # fmt: skip
+    assert code == 0, result["error"]
+    rows = spark.read.parquet(str(lake / "silver/stop_executions_v2")).collect()
+    assert sorted((r.execution_token, r.event_count) for r in rows) == [("x", 2), ("y", 1)]
+
+
+def test_a_daily_run_over_a_damaged_partition_fails_reconciliation(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    write_bronze(lake, "events", PAIR)
+    code, _ = run(lake, tmp_path, "silver.stop_executions")
+    assert code == 0
+    # Somebody rewrites the published partition without "y".
+    (path,) = (lake / "silver/stop_executions/client_id=1/date=2024-12-27").glob("*.parquet")
+    table = pq.read_table(path)
+    path.unlink()
+    pq.write_table(table.filter(pc.field("execution_token") == "x"), path.with_name("x.parquet"))
+    damaged = files(lake, "silver.stop_executions")
+
+    write_bronze(lake, "events", [X_SUBMITTED], name="part-00000002-0000")
+    code, result = run(
+        lake, tmp_path, "silver.stop_executions", "--dates", "2024-12-27",
+        "--new-files", X_FILE, "--overwrite",
+    )  # fmt: skip
+    assert code == 3, result["error"]
+    failed = {c["check"]: c["observed"] for c in result["checks"] if not c["passed"]}
+    assert set(failed) == {"row_count_matches_bronze"}
+    assert files(lake, "silver.stop_executions") == damaged  # nothing published
 
 
 def test_a_failed_critical_check_publishes_nothing(lake: Path, tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common.checks import run_checks
+from spark_jobs.common.lake import partition_path
 from spark_jobs.silver.stop_executions import (
     EXECUTION_NAMESPACE,
-    affected_by_dates,
     build_stop_executions,
-    expected_executions,
+    execution_partitions,
+    merge_increment,
     quality_checks,
+    touched_partitions,
     uuid5_column,
 )
 from tests.spark_jobs.builders import day, event, events_frame, ts, utc
@@ -185,53 +187,94 @@ def test_bronze_duplicates_count_once_and_tokenless_events_not_at_all(spark: Spa
     assert row.source_event_ids == [r["event_id"] for r in rows]
 
 
-def test_dates_scope_rewrites_whole_partitions_of_touched_executions(
+def tokens(spark: SparkSession, *names: str) -> DataFrame:
+    return spark.createDataFrame([(n,) for n in names], "execution_token string")
+
+
+def counted(rows: list) -> list[tuple[str, int]]:
+    """Return (partition path, executions) of touched_partitions' rows."""
+    return sorted((partition_path(("client_id", "date"), row[:2]), row[2]) for row in rows)
+
+
+def test_touched_partitions_are_where_the_touched_executions_belong(
     spark: SparkSession,
 ) -> None:
     rows = [
-        # triggered on the 27th, finished on the 28th: the 28th touches (1, 27th)
+        # triggered on the 27th, finished on the 28th: a new event on the 28th touches it
         event("night", T, "2024-12-27 23:59:50"),
         event("night", S, "2024-12-28 00:00:05"),
-        # same partition, untouched itself: rewritten with it
-        event("morning", T, "2024-12-27 09:00:00"),
-        # other partitions
-        event("other-client", T, "2024-12-27 09:00:00", client_id=2),
+        event("morning", T, "2024-12-27 09:00:00"),  # same partition, untouched
         event("day-before", T, "2024-12-26 09:00:00"),
         event("on-the-day", T, "2024-12-28 09:00:00", client_id=3),
+        # no trigger in bronze: it belongs to its first event's day
+        event("no-trigger", S, "2024-12-28 10:00:00", client_id=4),
     ]
-    events = events_frame(spark, rows)
-    executions = build_stop_executions(events, BUILT)
-    chosen, partitions = affected_by_dates(executions, events, [day("2024-12-28")])
-    assert sorted(r.execution_token for r in chosen.collect()) == [
-        "morning",
-        "night",
-        "on-the-day",
+    located = execution_partitions(events_frame(spark, rows))
+    touched = tokens(spark, "night", "on-the-day", "no-trigger")
+    # (1, 27th) is rewritten whole: "night" and "morning"; the 26th is untouched.
+    assert counted(touched_partitions(located, touched)) == [
+        ("client_id=1/date=2024-12-27", 2),
+        ("client_id=3/date=2024-12-28", 1),
+        ("client_id=4/date=2024-12-28", 1),
     ]
-    assert partitions == ["client_id=1/date=2024-12-27", "client_id=3/date=2024-12-28"]
-    assert expected_executions(events, chosen) == 3
 
 
-def test_dates_scope_rewrites_the_partition_an_execution_moved_out_of(
+def test_touched_partitions_include_where_an_execution_was_published_before(
     spark: SparkSession,
 ) -> None:
     # Published before its trigger arrived: submitted after midnight, so it sat in the 28th.
     previous = spark.createDataFrame(
-        [("late-trigger", 1, day("2024-12-28")), ("stays", 1, day("2024-12-28"))],
+        [
+            ("late-trigger", 1, day("2024-12-28")),
+            ("stays", 1, day("2024-12-28")),
+            ("alone", 1, day("2024-12-29")),
+        ],
         "execution_token string, client_id long, date date",
     )
     rows = [
         event("late-trigger", T, "2024-12-27 23:59:58"),  # the late export, dated the 27th
         event("late-trigger", S, "2024-12-28 00:00:03"),
         event("stays", T, "2024-12-28 08:00:00"),
+        event("alone", T, "2024-12-28 23:59:59"),  # also late; it was alone on the 29th
+        event("alone", S, "2024-12-29 00:00:01"),
     ]
-    events = events_frame(spark, rows)
-    executions = build_stop_executions(events, BUILT)
-    chosen, partitions = affected_by_dates(executions, events, [day("2024-12-27")], previous)
-    # The 28th is rewritten without it (only "stays" left), the 27th with it.
-    assert partitions == ["client_id=1/date=2024-12-27", "client_id=1/date=2024-12-28"]
-    assert sorted((r.execution_token, str(r.date)) for r in chosen.collect()) == [
-        ("late-trigger", "2024-12-27"),
-        ("stays", "2024-12-28"),
+    located = execution_partitions(events_frame(spark, rows))
+    partitions = touched_partitions(located, tokens(spark, "late-trigger", "alone"), previous)
+    # The 28th is rewritten with "stays" and "alone", without "late-trigger"; the 29th
+    # is left with no execution at all (it is removed).
+    assert counted(partitions) == [
+        ("client_id=1/date=2024-12-27", 1),
+        ("client_id=1/date=2024-12-28", 2),
+        ("client_id=1/date=2024-12-29", 0),
+    ]
+
+
+def test_an_increment_replaces_rebuilt_executions_and_keeps_the_others(
+    spark: SparkSession,
+) -> None:
+    current = replay(
+        spark,
+        [
+            event("moved", S, "2024-12-28 00:00:03"),  # its trigger was not exported yet
+            event("stays", T, "2024-12-28 08:00:00"),
+            event("grows", T, "2024-12-27 10:00:00"),
+            event("elsewhere", T, "2024-12-27 10:00:00", client_id=2),  # not in scope
+        ],
+    )
+    new_events = [
+        event("moved", T, "2024-12-27 23:59:58"),
+        event("moved", S, "2024-12-28 00:00:03"),
+        event("grows", T, "2024-12-27 10:00:00"),
+        event("grows", S, "2024-12-27 10:00:01"),
+    ]
+    rebuilt = tokens(spark, "moved", "grows")
+    scope = ["client_id=1/date=2024-12-27", "client_id=1/date=2024-12-28"]
+    merged = merge_increment(replay(spark, new_events), rebuilt, current, scope)
+    got = sorted((r.execution_token, str(r.date), r.event_count) for r in merged.collect())
+    assert got == [
+        ("grows", "2024-12-27", 2),
+        ("moved", "2024-12-27", 2),
+        ("stays", "2024-12-28", 1),
     ]
 
 

@@ -146,6 +146,8 @@ def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_wou
         daily = run_silver(job)
         assert daily.status == JobRun.Status.SUCCEEDED, (job, daily.error)
         assert "2024-12-23" in daily.parameters["dates"], job
+        # stop_executions is given the exact new files (the batches' manifests).
+        assert ("new_files" in daily.parameters) == (job == "silver.stop_executions")
     assert silver_executions(demo_lake) == expected_executions()
     untouched = [k for k in before if "date=2024-12-20" in k]
     assert {k.split("/")[1] for k in untouched} == {
