@@ -12,8 +12,10 @@ For each size (bronze events), it:
    lake (``DAYS`` days) and one more day of events for the incremental run;
 2. runs the real job with the ``spark-submit`` command line that Django builds
    (``datalake.spark.submit.build_command`` with the default settings: ``local[*]``, 2g,
-   ``--py-files`` from ``package_jobs``): ``spark_jobs/main.py silver.stop_executions
-   --lake-uri L --run-id N --result-file F --overwrite`` (a full build);
+   ``--py-files`` from ``package_jobs``, the driver's class-data archive as the runner
+   keeps it, under ``/tmp/silver-bench/classes/``, written first by a small build if
+   missing): ``spark_jobs/main.py silver.stop_executions --lake-uri L --run-id N
+   --result-file F --overwrite`` (a full build);
 3. runs a DuckDB reference of the same replay over the same files, written in the same
    ``client_id=/date=`` layout, and compares the two outputs row by row;
 4. adds the next day's bronze files (plus the previous day's late events) and runs the
@@ -50,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datalake.bronze.schemas import EVENTS, SCHEMA_VERSION
+from datalake.spark.classdata import class_archive
 from datalake.spark.submit import SubmitConfig, build_command, lake_conf, package_jobs
 from spark_jobs.silver.stop_executions import (
     EXECUTED,
@@ -77,6 +80,8 @@ SEED = 20250101
 RATIO_MAX = 5.0  # Spark job time (excl. start-up) / DuckDB time, at the largest size
 RATIO_AT = 10_000_000
 INCREMENTAL_SECONDS_MAX = 30.0
+WARM_UP_SIZE = 20_000  # events of the run that writes the class-data archive, if none
+CLASS_ARCHIVE_DIR = CACHE / "classes"  # the driver's class-data archive, as Django keeps it
 DUCKDB_MEMORY = "8GB"  # DuckDB's default (80% of RAM) let the 10M comparison exhaust it
 
 DAY_US = 86_400 * 10**6
@@ -512,6 +517,7 @@ def run_spark(
     result_file = spark_dir / f"run-{run_id}-result.json"
     result_file.unlink(missing_ok=True)
     config = submit_config()
+    archive = class_archive(CLASS_ARCHIVE_DIR)
     conf = lake_conf(str(lake), endpoint_url=None, addressing_style="auto")
     events_dir = spark_dir / "events"
     if stages:
@@ -530,6 +536,7 @@ def run_spark(
         py_files=str(package_jobs(ROOT / "spark_jobs", spark_dir / "packages")),
         app_name=f"robson-{job}-{run_id}",
         extra_conf=conf,
+        driver_java_options=archive.java_option,
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     log = spark_dir / "logs" / f"run-{run_id}.log"
@@ -542,6 +549,7 @@ def run_spark(
         ).returncode
     wall = time.perf_counter() - started
     cpu = children_cpu() - cpu
+    archive.finish(succeeded=code == 0)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     if code != 0 or result.get("status") != "succeeded":
         tail = log.read_text().splitlines()[-30:]
@@ -989,6 +997,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         shutil.rmtree(work, ignore_errors=True)
+        if class_archive(CLASS_ARCHIVE_DIR).partial is not None:
+            say("first run on this machine: a small build writes the class-data archive ...")
+            source, _ = ensure_input(WARM_UP_SIZE)
+            link_tree(source / "base", work / "warm-up")
+            run_spark(work, work / "warm-up", 0, ["--overwrite"], False)
         say("empty Spark job (start-up and shutdown only) ...")
         empty = run_spark(work, work / "lake", 0, ["--seconds", "0"], False, "diagnostics.sleep")
         for size in sizes:

@@ -130,6 +130,7 @@ DATALAKE_SPARK_DRIVER_MEMORY = env.str("SPARK_DRIVER_MEMORY", default="2g")
 DATALAKE_SPARK_EXECUTOR_MEMORY = env.str("SPARK_EXECUTOR_MEMORY", default="2g")
 DATALAKE_SPARK_SUBMIT = env.str("SPARK_SUBMIT", default="spark-submit")
 DATALAKE_SPARK_CONF = env.dict("SPARK_CONF", default={})
+DATALAKE_SPARK_CLASS_ARCHIVE_DIR = env.str("SPARK_CLASS_ARCHIVE_DIR", default="") or None
 
 # Values that must never reach a log, an admin page or a job record: every JobRun text
 # is scrubbed of them (datalake/redaction.py). "SECRET" in the name also hides the list

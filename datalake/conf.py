@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "SPARK_EXECUTOR_MEMORY": "2g",
     "SPARK_SUBMIT": "spark-submit",
     "SPARK_CONF": {},
+    # Class-data archive of the driver JVM (datalake/spark/classdata.py): None for
+    # <WORK_DIR>/spark/classes, "off" for none.
+    "SPARK_CLASS_ARCHIVE_DIR": None,
     "SECRET_VALUES": [],
     # Which model feeds each bronze dataset: model label, and for each bronze column the
     # model field (attname or lookup path) that feeds it; columns not listed are fed by

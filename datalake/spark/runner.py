@@ -18,6 +18,7 @@ from django.conf import settings
 from datalake.conf import app_settings
 from datalake.models import JobRun, QualityCheck
 from datalake.redaction import redact_text
+from datalake.spark.classdata import ClassArchive, class_archive
 from datalake.spark.submit import SubmitConfig, build_command, lake_conf, package_jobs
 from datalake.storage import get_storage
 
@@ -66,6 +67,15 @@ def spark_dir() -> Path:
     return Path(app_settings.WORK_DIR) / "spark"
 
 
+def driver_class_archive(config: SubmitConfig) -> ClassArchive | None:
+    """Return the driver's class-data archive, unless it is off or the driver runs
+    elsewhere (cluster deploy mode)."""
+    directory = app_settings.SPARK_CLASS_ARCHIVE_DIR
+    if directory == "off" or config.deploy_mode != "client":
+        return None
+    return class_archive(Path(directory) if directory else spark_dir() / "classes")
+
+
 def run_script(
     script: str,
     args: list[str],
@@ -89,13 +99,18 @@ def run_script(
         endpoint_url=app_settings.S3_ENDPOINT_URL,
         addressing_style=app_settings.S3_ADDRESSING_STYLE,
     )
+    config = submit_config()
+    archive = driver_class_archive(config)
+    if archive is not None and archive.partial is not None:
+        logger.info("no class-data archive yet: this run writes %s at its exit", archive.path)
     command = build_command(
-        submit_config(),
+        config,
         main=str(jobs_dir / script),
         args=args,
         py_files=str(package_jobs(jobs_dir, work / "packages")),
         app_name=f"robson-{run.job_name}-{run.pk}",
         extra_conf=storage_conf,
+        driver_java_options=archive.java_option if archive else "",
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     run.log_file = str(log_path)
@@ -147,6 +162,8 @@ def run_script(
             time.sleep(0.2)
         for reader in readers:
             reader.join(timeout=10)
+    if archive is not None:
+        archive.finish(succeeded=process.returncode == 0 and not timed_out)
     outcome = SparkOutcome(
         returncode=process.returncode,
         app_id=app_id[0] if app_id else "",

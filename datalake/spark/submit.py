@@ -18,6 +18,7 @@ class SubmitConfig:
     conf: dict[str, str] = field(default_factory=dict)
 
 
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 BASE_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.showConsoleProgress": "false",
@@ -50,8 +51,12 @@ def build_command(
     py_files: str | None = None,
     app_name: str | None = None,
     extra_conf: dict[str, str] | None = None,
+    driver_java_options: str = "",
 ) -> list[str]:
-    """Return the spark-submit argv for running `main` with `args`."""
+    """Return the spark-submit argv for running `main` with `args`.
+
+    `driver_java_options` go before any the configuration already gives the driver.
+    """
     command = [
         config.spark_submit,
         "--master", config.master,
@@ -64,6 +69,9 @@ def build_command(
     if py_files:
         command += ["--py-files", py_files]
     conf = {**BASE_CONF, **(extra_conf or {}), **config.conf}
+    if driver_java_options:
+        given = conf.get(DRIVER_JAVA_OPTIONS, "")
+        conf[DRIVER_JAVA_OPTIONS] = f"{driver_java_options} {given}".strip()
     for key in sorted(conf):
         command += ["--conf", f"{key}={conf[key]}"]
     return [*command, main, *args]

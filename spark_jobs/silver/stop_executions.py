@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -154,7 +155,7 @@ TRIGGER_COLUMNS = (
     "trigger_price",
     "quantity",
     "source",
-    "payload_json",
+    "strategy_id",
 )
 LAST_NON_NULL = ("exchange_order_id", "fill_price", "slippage_pct", "error_message")
 
@@ -177,8 +178,11 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
     """
     fields = ("occurred_at", "event_seq", "event_id", "event_type", "retry_count",
               *TRIGGER_COLUMNS, *LAST_NON_NULL)  # fmt: skip
+    # The payload is parsed before the shuffle: a long travels instead of the JSON text.
+    strategy = F.get_json_object("payload_json", "$.strategy_id").cast(LongType())
     collected = (
         events.filter(F.col("execution_token").isNotNull())
+        .withColumn("strategy_id", strategy)
         .groupBy("execution_token")
         .agg(F.array_sort(F.collect_list(F.struct(*fields))).alias("_sorted"))
     )
@@ -221,9 +225,7 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
         uuid5_column(F.col("execution_token")).alias("execution_id"),
         "execution_token",
         F.col("_trigger.operation_id").alias("operation_id"),
-        F.get_json_object("_trigger.payload_json", "$.strategy_id")
-        .cast(LongType())
-        .alias("strategy_id"),
+        F.col("_trigger.strategy_id").alias("strategy_id"),
         F.col("_trigger.symbol").alias("symbol"),
         F.col("_trigger.side").alias("side"),
         "status",
@@ -250,11 +252,13 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
 
 
 def execution_partitions(events: DataFrame) -> DataFrame:
-    """Return (execution_token, client_id, date) per execution, from the events alone.
+    """Return (execution_token, client_id, date, first_date) per execution, from the
+    events alone.
 
-    The partition the replay puts each execution in (its trigger's client and UTC date,
-    else its first event's), from plain min aggregates: cheap next to the replay, and
-    repeated events change nothing.
+    ``client_id`` / ``date`` are the partition the replay puts each execution in (its
+    trigger's client and UTC date, else its first event's); ``first_date`` is the date
+    of its first event (all its events lie on that day or the next). Plain min
+    aggregates: cheap next to the replay, and repeated events change nothing.
     """
     is_trigger = F.col("event_type") == TRIGGERED
     return (
@@ -267,37 +271,69 @@ def execution_partitions(events: DataFrame) -> DataFrame:
             F.to_date(
                 F.coalesce(F.min(F.when(is_trigger, F.col("occurred_at"))), F.min("occurred_at"))
             ).alias("date"),
+            F.to_date(F.min("occurred_at")).alias("first_date"),
         )
     )
 
 
-def touched_partitions(
-    located: DataFrame, touched: DataFrame, previous: DataFrame | None = None
-) -> list[Row]:
-    """Return the partitions of the ``touched`` executions, with how many executions
-    each holds: rows of (client_id, date, executions), collected.
+@dataclass(frozen=True)
+class Increment:
+    """What an incremental run rewrites, found from cheap aggregates over the events."""
 
-    ``located`` is :func:`execution_partitions` (where each execution belongs now, which
-    also gives the count); ``previous`` holds (execution_token, client_id, date) of the
-    output as it stands, where an execution may sit elsewhere (its trigger arrived late).
+    partitions: dict[str, date | None]  # path (client_id=1/date=...) -> its date
+    executions: int  # executions that bronze puts in those partitions (reconciliation)
+    untouched: frozenset[str]  # partitions that also hold executions not touched
+    first_dates: tuple[date, date] | None  # first-event dates of the touched executions
+
+
+def plan_increment(
+    located: DataFrame, touched: DataFrame, previous: DataFrame | None = None
+) -> Increment:
+    """Return the partitions that the ``touched`` executions fall in, now or before.
+
+    ``located`` is :func:`execution_partitions` (where each execution belongs now);
+    ``previous`` holds (execution_token, client_id, date) of the output as it stands,
+    where an execution may sit elsewhere (its trigger arrived late). One small collect.
     """
-    marked = located.join(touched.withColumn("_touched", F.lit(True)), "execution_token", "left")
-    partitions = marked.groupBy(*PARTITIONS).agg(
+    marked = located.join(touched.withColumn("_touched", F.lit(1)), "execution_token", "left")
+    is_touched = F.col("_touched").isNotNull()
+    per_partition = marked.groupBy(*PARTITIONS).agg(
         F.count("*").alias("executions"),
-        F.coalesce(F.max("_touched"), F.lit(False)).alias("_touched"),
+        F.count("_touched").alias("touched"),
+        F.min(F.when(is_touched, F.col("first_date"))).alias("first_from"),
+        F.max(F.when(is_touched, F.col("first_date"))).alias("first_until"),
+        F.lit(False).alias("before"),
     )
     if previous is not None:
         before = previous.join(touched, "execution_token", "left_semi").select(
             *PARTITIONS,
             F.lit(0).cast(LongType()).alias("executions"),
-            F.lit(True).alias("_touched"),
+            F.lit(0).cast(LongType()).alias("touched"),
+            F.lit(None).cast(DateType()).alias("first_from"),
+            F.lit(None).cast(DateType()).alias("first_until"),
+            F.lit(True).alias("before"),
         )
-        partitions = (
-            partitions.unionByName(before)
+        per_partition = (
+            per_partition.unionByName(before)
             .groupBy(*PARTITIONS)
-            .agg(F.sum("executions").alias("executions"), F.max("_touched").alias("_touched"))
+            .agg(
+                F.sum("executions").alias("executions"),
+                F.sum("touched").alias("touched"),
+                F.min("first_from").alias("first_from"),
+                F.max("first_until").alias("first_until"),
+                F.max("before").alias("before"),
+            )
         )
-    return partitions.filter("_touched").select(*PARTITIONS, "executions").collect()
+    rows = per_partition.filter((F.col("touched") > 0) | F.col("before")).collect()
+    paths = {partition_path(PARTITIONS, (row.client_id, row.date)): row for row in rows}
+    froms = [row.first_from for row in rows if row.first_from is not None]
+    untils = [row.first_until for row in rows if row.first_until is not None]
+    return Increment(
+        partitions={path: row.date for path, row in paths.items()},
+        executions=sum(row.executions for row in rows),
+        untouched=frozenset(p for p, row in paths.items() if row.executions > row.touched),
+        first_dates=(min(froms), max(untils)) if froms else None,
+    )
 
 
 def merge_increment(
@@ -414,36 +450,36 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
     else:
         new = events.filter(F.col("date").isin(list(config.dates)))
     per_token = new.groupBy("execution_token").agg(F.count("*").alias("events")).cache()
-    located = execution_partitions(events).cache()  # narrow: used up to three times
+    located = execution_partitions(events)
     try:
         touched = per_token.filter(F.col("execution_token").isNotNull()).select("execution_token")
         layout = LAYOUT.renamed(config.output)
         previous = read_dataset(spark, config.lake_uri, layout, first - day, last + day)
-        rows = touched_partitions(located, touched, previous.select("execution_token", *PARTITIONS))
-        dates = {partition_path(PARTITIONS, row[:2]): row.date for row in rows}
+        plan = plan_increment(located, touched, previous.select("execution_token", *PARTITIONS))
         live = dataset_uri(config.lake_uri, layout.dataset)
-        published = LakeFS(spark).existing(live, PARTITIONS, dates)
-        missing = sorted(set(dates) - set(published))
+        published = LakeFS(spark).existing(live, PARTITIONS, plan.partitions)
 
-        # Replayed: the touched executions, and every execution of a partition that is
-        # not published yet (the new day's, mostly). Their events lie within a day of
-        # the touched events, or from their partition's date to the day after.
-        rebuilt = touched
-        if missing:
-            whole = in_partitions(located, PARTITIONS, missing).select("execution_token")
-            rebuilt = rebuilt.unionByName(whole).distinct()
+        # Replayed: the touched executions, from their first event's day to the next.
+        # A partition not published yet (a new _v2 output, a lost partition) that holds
+        # other executions too is replayed whole, from the whole window.
+        rebuilt, window = touched, events
+        whole = sorted(plan.untouched - set(published))
+        if whole:
+            others = in_partitions(located, PARTITIONS, whole).select("execution_token")
+            rebuilt = rebuilt.unionByName(others).distinct()
+        elif plan.first_dates is not None:
+            window = events.filter(date_between(plan.first_dates[0], plan.first_dates[1] + day))
         rebuilt = F.broadcast(rebuilt)  # tens of thousands of tokens: a few MB
-        until = max([last + day] + [dates[p] + day for p in missing if dates[p] is not None])
-        window = events.filter(date_between(first - day, until))
         replayed = build_stop_executions(
             window.join(rebuilt, "execution_token", "left_semi"), built_at=datetime.now(UTC)
         )
         current = read_partitions(spark, config.lake_uri, layout, published)
-        executions = merge_increment(replayed, rebuilt, current, sorted(dates))
-        checks = quality_checks(sum(row.executions for row in rows))
+        executions = merge_increment(replayed, rebuilt, current, sorted(plan.partitions))
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
-        write_checked(spark, config, executions, output, checks, report, also_replace=sorted(dates))
+        checks = quality_checks(plan.executions)
+        write_checked(
+            spark, config, executions, output, checks, report, also_replace=sorted(plan.partitions)
+        )
         report.inputs["bronze.events"] = per_token.agg(F.sum("events")).first()[0] or 0
     finally:
         per_token.unpersist()
-        located.unpersist()

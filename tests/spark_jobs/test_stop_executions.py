@@ -12,14 +12,13 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common.checks import run_checks
-from spark_jobs.common.lake import partition_path
 from spark_jobs.silver.stop_executions import (
     EXECUTION_NAMESPACE,
     build_stop_executions,
     execution_partitions,
     merge_increment,
+    plan_increment,
     quality_checks,
-    touched_partitions,
     uuid5_column,
 )
 from tests.spark_jobs.builders import day, event, events_frame, ts, utc
@@ -191,12 +190,7 @@ def tokens(spark: SparkSession, *names: str) -> DataFrame:
     return spark.createDataFrame([(n,) for n in names], "execution_token string")
 
 
-def counted(rows: list) -> list[tuple[str, int]]:
-    """Return (partition path, executions) of touched_partitions' rows."""
-    return sorted((partition_path(("client_id", "date"), row[:2]), row[2]) for row in rows)
-
-
-def test_touched_partitions_are_where_the_touched_executions_belong(
+def test_an_increment_covers_the_partitions_of_the_touched_executions(
     spark: SparkSession,
 ) -> None:
     rows = [
@@ -210,16 +204,19 @@ def test_touched_partitions_are_where_the_touched_executions_belong(
         event("no-trigger", S, "2024-12-28 10:00:00", client_id=4),
     ]
     located = execution_partitions(events_frame(spark, rows))
-    touched = tokens(spark, "night", "on-the-day", "no-trigger")
+    plan = plan_increment(located, tokens(spark, "night", "on-the-day", "no-trigger"))
     # (1, 27th) is rewritten whole: "night" and "morning"; the 26th is untouched.
-    assert counted(touched_partitions(located, touched)) == [
-        ("client_id=1/date=2024-12-27", 2),
-        ("client_id=3/date=2024-12-28", 1),
-        ("client_id=4/date=2024-12-28", 1),
-    ]
+    assert plan.partitions == {
+        "client_id=1/date=2024-12-27": day("2024-12-27"),
+        "client_id=3/date=2024-12-28": day("2024-12-28"),
+        "client_id=4/date=2024-12-28": day("2024-12-28"),
+    }
+    assert plan.executions == 4
+    assert plan.untouched == {"client_id=1/date=2024-12-27"}  # "morning"
+    assert plan.first_dates == (day("2024-12-27"), day("2024-12-28"))
 
 
-def test_touched_partitions_include_where_an_execution_was_published_before(
+def test_an_increment_covers_where_an_execution_was_published_before(
     spark: SparkSession,
 ) -> None:
     # Published before its trigger arrived: submitted after midnight, so it sat in the 28th.
@@ -239,14 +236,16 @@ def test_touched_partitions_include_where_an_execution_was_published_before(
         event("alone", S, "2024-12-29 00:00:01"),
     ]
     located = execution_partitions(events_frame(spark, rows))
-    partitions = touched_partitions(located, tokens(spark, "late-trigger", "alone"), previous)
+    plan = plan_increment(located, tokens(spark, "late-trigger", "alone"), previous)
     # The 28th is rewritten with "stays" and "alone", without "late-trigger"; the 29th
     # is left with no execution at all (it is removed).
-    assert counted(partitions) == [
-        ("client_id=1/date=2024-12-27", 1),
-        ("client_id=1/date=2024-12-28", 2),
-        ("client_id=1/date=2024-12-29", 0),
+    assert sorted(plan.partitions) == [
+        "client_id=1/date=2024-12-27",
+        "client_id=1/date=2024-12-28",
+        "client_id=1/date=2024-12-29",
     ]
+    assert plan.executions == 3
+    assert plan.untouched == {"client_id=1/date=2024-12-28"}  # "stays"
 
 
 def test_an_increment_replaces_rebuilt_executions_and_keeps_the_others(

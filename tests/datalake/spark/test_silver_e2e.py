@@ -77,10 +77,17 @@ def silver_executions(storage) -> dict[str, dict]:
     return rows
 
 
+@pytest.fixture(scope="session")
+def class_archive_dir(tmp_path_factory):
+    """One driver class-data archive for the session's spark-submits (the first writes it)."""
+    return tmp_path_factory.mktemp("spark-classes")
+
+
 @pytest.fixture
-def spark_lake(tmp_path, settings):
+def spark_lake(tmp_path, settings, class_archive_dir):
     settings.DATALAKE_URI = str(tmp_path / "lake")
     settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
+    settings.DATALAKE_SPARK_CLASS_ARCHIVE_DIR = str(class_archive_dir)
     settings.DATALAKE_SPARK_MASTER = "local[2]"
     settings.DATALAKE_SPARK_DRIVER_MEMORY = "1g"
     # Tiny inputs: few shuffle partitions and a JIT that starts fast (as the unit-test
@@ -214,6 +221,32 @@ def test_a_failing_quality_gate_fails_the_run_and_publishes_nothing(demo_lake):
     failed = QualityCheck.objects.filter(run=run, passed=False)
     assert failed.exists()
     assert not visible_parquet_keys(demo_lake, "silver/stop_executions/")
+
+
+def test_the_first_run_writes_the_driver_class_archive_and_later_runs_map_it(
+    demo_lake, settings, tmp_path
+):
+    settings.DATALAKE_SPARK_CLASS_ARCHIVE_DIR = str(tmp_path / "classes")
+    assert run_silver("silver.stop_executions").status == JobRun.Status.SUCCEEDED
+    (archive,) = (tmp_path / "classes").iterdir()  # published whole, no temporary left
+    assert archive.name.startswith("driver-")
+    assert archive.stat().st_size > 1_000_000
+    written = archive.stat().st_mtime_ns
+
+    # With -Xshare:on a JVM that cannot map the archive refuses to start, so a success
+    # proves the driver used it.
+    options = settings.DATALAKE_SPARK_CONF["spark.driver.extraJavaOptions"]
+    settings.DATALAKE_SPARK_CONF = {
+        **settings.DATALAKE_SPARK_CONF,
+        "spark.driver.extraJavaOptions": f"{options} -Xshare:on",
+    }
+    assert run_silver("silver.stop_executions", full=True).status == JobRun.Status.SUCCEEDED
+    assert archive.stat().st_mtime_ns == written
+
+    # ... and an archive it cannot map does fail that JVM.
+    archive.write_bytes(b"not an archive")
+    with pytest.raises(SparkJobFailed):
+        run_silver("silver.stop_executions", full=True)
 
 
 def test_seed_sample_queries_run_through_lake_sql(demo_lake):
