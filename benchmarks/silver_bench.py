@@ -19,8 +19,8 @@ For each size (bronze events), it:
 3. runs a DuckDB reference of the same replay over the same files, written in the same
    ``client_id=/date=`` layout, and compares the two outputs row by row;
 4. adds the next day's bronze files (plus the previous day's late events) and runs the
-   job again with ``--dates <new day>,<previous day> --new-files <their keys>`` as the
-   daily run does, then checks
+   job again with ``--dates <new day>,<previous day> --new-files <their keys>`` and the
+   daily runs' driver JVM options, as the daily run does, then checks
    the incrementally maintained silver against a DuckDB rebuild of the whole lake.
 
 Prints the figures, then PASS/FAIL per target; exits 1 if a target is missed.
@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datalake.bronze.schemas import EVENTS, SCHEMA_VERSION
+from datalake.conf import DEFAULTS
 from datalake.spark.classdata import class_archive
 from datalake.spark.submit import SubmitConfig, build_command, lake_conf, package_jobs
 from spark_jobs.silver.stop_executions import (
@@ -510,6 +511,7 @@ def run_spark(
     extra: list[str],
     stages: bool,
     job: str = "silver.stop_executions",
+    java_options: str = "",
 ) -> SparkRun:
     """spark-submit ``job`` as datalake.spark.runner does, and time it."""
     spark_dir = work / "spark"
@@ -536,7 +538,7 @@ def run_spark(
         py_files=str(package_jobs(ROOT / "spark_jobs", spark_dir / "packages")),
         app_name=f"robson-{job}-{run_id}",
         extra_conf=conf,
-        driver_java_options=archive.java_option,
+        driver_java_options=f"{archive.java_option} {java_options}".strip(),
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     log = spark_dir / "logs" / f"run-{run_id}.log"
@@ -831,7 +833,10 @@ def bench_size(size: int, stages: bool) -> SizeResult:
 
     link_tree(source / "increment", lake)
     say(f"{size:,}: Spark incremental {' '.join(daily_args(source, info)[:2])} --new-files ...")
-    incremental = run_spark(work, lake, 2, [*daily_args(source, info), "--overwrite"], stages)
+    incremental = run_spark(
+        work, lake, 2, [*daily_args(source, info), "--overwrite"], stages,
+        java_options=DEFAULTS["SPARK_DAILY_JAVA_OPTIONS"],
+    )  # fmt: skip
     say(f"{size:,}: Spark incremental: {incremental.wall:.1f} s wall, {incremental.seconds}")
     after_out = work / "duckdb-after" / "silver" / "stop_executions"
     run_duckdb(lake, after_out)

@@ -131,6 +131,9 @@ DATALAKE_SPARK_EXECUTOR_MEMORY = env.str("SPARK_EXECUTOR_MEMORY", default="2g")
 DATALAKE_SPARK_SUBMIT = env.str("SPARK_SUBMIT", default="spark-submit")
 DATALAKE_SPARK_CONF = env.dict("SPARK_CONF", default={})
 DATALAKE_SPARK_CLASS_ARCHIVE_DIR = env.str("SPARK_CLASS_ARCHIVE_DIR", default="") or None
+DATALAKE_SPARK_DAILY_JAVA_OPTIONS = env.str(
+    "SPARK_DAILY_JAVA_OPTIONS", default="-XX:TieredStopAtLevel=1"
+)
 
 # Values that must never reach a log, an admin page or a job record: every JobRun text
 # is scrubbed of them (datalake/redaction.py). "SECRET" in the name also hides the list

@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Class-data archive of the driver JVM (datalake/spark/classdata.py): None for
     # <WORK_DIR>/spark/classes, "off" for none.
     "SPARK_CLASS_ARCHIVE_DIR": None,
+    # Driver JVM options of daily (incremental) runs only: they last seconds, so a JIT
+    # that compiles quickly (C1 only) beats one that compiles well.
+    "SPARK_DAILY_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1",
     "SECRET_VALUES": [],
     # Which model feeds each bronze dataset: model label, and for each bronze column the
     # model field (attname or lookup path) that feeds it; columns not listed are fed by

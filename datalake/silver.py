@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from django.db.models import Min
 
+from datalake.conf import app_settings
 from datalake.locks import ConcurrentRun, exclusive
 from datalake.models import ExportBatch, JobRun
 from datalake.spark.runner import SparkJobFailed, run_job
@@ -138,7 +139,8 @@ def run_silver(
                         args += ["--new-files", ",".join(new.keys)]
                         run.parameters["new_files"] = len(new.keys)
             args.append("--overwrite")
-            outcome = run_job(job.name, args, run=run, timeout=timeout)
+            daily = app_settings.SPARK_DAILY_JAVA_OPTIONS if "--dates" in args else ""
+            outcome = run_job(job.name, args, run=run, timeout=timeout, java_options=daily)
     except ConcurrentRun as exc:
         run.skip(str(exc))
         return run

@@ -83,6 +83,7 @@ def run_script(
     run: JobRun,
     timeout: float | None = None,
     stdout_sink: Callable[[str], None] | None = None,
+    java_options: str = "",
 ) -> SparkOutcome:
     """spark-submit `spark_jobs/<script>` with `args`; stream its log to a file.
 
@@ -110,7 +111,9 @@ def run_script(
         py_files=str(package_jobs(jobs_dir, work / "packages")),
         app_name=f"robson-{run.job_name}-{run.pk}",
         extra_conf=storage_conf,
-        driver_java_options=archive.java_option if archive else "",
+        driver_java_options=" ".join(
+            o for o in (archive and archive.java_option, java_options) if o
+        ),
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     run.log_file = str(log_path)
@@ -180,13 +183,17 @@ def run_job(
     *,
     run: JobRun,
     timeout: float | None = None,
+    java_options: str = "",
 ) -> SparkOutcome:
-    """Run the silver/gold job `job` through spark_jobs/main.py and record the outcome."""
+    """Run the silver/gold job `job` through spark_jobs/main.py and record the outcome.
+
+    `java_options` are added to the driver JVM's (see SPARK_DAILY_JAVA_OPTIONS).
+    """
     result_file = spark_dir() / f"run-{run.pk}-result.json"
     result_file.unlink(missing_ok=True)
     args = [job, "--lake-uri", lake_uri(), "--run-id", str(run.pk),
             "--result-file", str(result_file), *job_args]  # fmt: skip
-    outcome = run_script("main.py", args, run=run, timeout=timeout)
+    outcome = run_script("main.py", args, run=run, timeout=timeout, java_options=java_options)
     if result_file.exists():
         outcome.result = json.loads(result_file.read_text())
     record(run, outcome, timeout)

@@ -442,6 +442,12 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
     assert config.output
     day = timedelta(days=1)
     first, last = config.dates[0], config.dates[-1]
+    # An increment is small: its shuffles need no more partitions than a few per core
+    # (fewer shuffle files to write and read, fewer tasks).
+    configured = spark.conf.get("spark.sql.shuffle.partitions") or "200"
+    cores = spark.sparkContext.defaultParallelism
+    fewer = min(int(configured), max(4, 2 * cores))
+    spark.conf.set("spark.sql.shuffle.partitions", str(fewer))
     # A touched execution's events lie within a day of its new ones; the executions of
     # the partitions it falls in, within a day of those.
     events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first - 2 * day, last + 2 * day)
@@ -483,3 +489,4 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
         report.inputs["bronze.events"] = per_token.agg(F.sum("events")).first()[0] or 0
     finally:
         per_token.unpersist()
+        spark.conf.set("spark.sql.shuffle.partitions", configured)
