@@ -183,6 +183,9 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
     collected = (
         events.filter(F.col("execution_token").isNotNull())
         .withColumn("strategy_id", strategy)
+        # Shuffle the events themselves: a partial collect_list before the shuffle would
+        # only sort them once more (it falls back to sorting past 128 keys per task).
+        .repartition("execution_token")
         .groupBy("execution_token")
         .agg(F.array_sort(F.collect_list(F.struct(*fields))).alias("_sorted"))
     )
