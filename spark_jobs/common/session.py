@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -49,3 +51,16 @@ def configure(spark: SparkSession) -> None:
     """Apply :data:`SESSION_SETTINGS` to ``spark``."""
     for key, value in SESSION_SETTINGS.items():
         spark.conf.set(key, value)
+
+
+@contextmanager
+def shuffle_partitions(spark: SparkSession, at_most: int) -> Iterator[None]:
+    """Use at most ``at_most`` shuffle partitions inside the block, then restore the
+    configured number."""
+    key = "spark.sql.shuffle.partitions"
+    configured = spark.conf.get(key) or "200"
+    spark.conf.set(key, str(min(int(configured), at_most)))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, configured)

@@ -70,6 +70,7 @@ from spark_jobs.common.datasets import (
 from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
+from spark_jobs.common.session import shuffle_partitions
 
 DATASET = "silver.stop_executions"
 
@@ -404,7 +405,10 @@ def quality_checks(expected_rows: int) -> list[Check]:
 def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     """Rebuild the partitions of silver.stop_executions that the run's scope covers."""
     if config.mode == "dates":
-        run_increment(spark, config, report)
+        # An increment is small: its shuffles need no more partitions than a few per
+        # core (fewer shuffle files to write and read, fewer tasks).
+        with shuffle_partitions(spark, max(4, 2 * spark.sparkContext.defaultParallelism)):
+            run_increment(spark, config, report)
         return
     first = last = None
     if config.mode == "range":
@@ -445,12 +449,6 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
     assert config.output
     day = timedelta(days=1)
     first, last = config.dates[0], config.dates[-1]
-    # An increment is small: its shuffles need no more partitions than a few per core
-    # (fewer shuffle files to write and read, fewer tasks).
-    configured = spark.conf.get("spark.sql.shuffle.partitions") or "200"
-    cores = spark.sparkContext.defaultParallelism
-    fewer = min(int(configured), max(4, 2 * cores))
-    spark.conf.set("spark.sql.shuffle.partitions", str(fewer))
     # A touched execution's events lie within a day of its new ones; the executions of
     # the partitions it falls in, within a day of those.
     events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first - 2 * day, last + 2 * day)
@@ -492,4 +490,3 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
         report.inputs["bronze.events"] = per_token.agg(F.sum("events")).first()[0] or 0
     finally:
         per_token.unpersist()
-        spark.conf.set("spark.sql.shuffle.partitions", configured)
