@@ -1,6 +1,6 @@
 """A class-data-sharing archive for the driver JVM of spark-submit (Java's AppCDS).
 
-A Spark driver loads and verifies some 15,000 classes before it runs anything, and again
+A Spark driver loads and verifies thousands of classes before it runs anything, and again
 on every spark-submit: seconds of a daily run's budget. Java 17 can dump the classes a
 run loaded into an archive at exit (``-XX:ArchiveClassesAtExit``) and map that archive
 into later JVMs (``-XX:SharedArchiveFile``), which then start and plan measurably faster.
