@@ -1762,9 +1762,36 @@ def _empty_tables() -> None:
 
 
 def _reset_sequences() -> None:
-    """Move auto-increment sequences past the explicit ids just inserted."""
-    statements = connection.ops.sequence_reset_sql(no_style(), [spec.model for spec in TABLES])
-    if statements:
+    """Move every sequence of the seeded tables past the explicit values just inserted.
+
+    Django's reset covers the auto-increment ids; on PostgreSQL any other column fed by a
+    sequence it owns (``stop_events.event_seq``) needs the same, or the next insert that
+    uses the column default collides with a seeded row.
+    """
+    tables = [spec.table for spec in TABLES]
+    if connection.vendor != "postgresql":
+        statements = connection.ops.sequence_reset_sql(no_style(), [s.model for s in TABLES])
         with connection.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement)
+        return
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT d.refobjid::regclass::text, a.attname, d.objid::regclass::text
+            FROM pg_depend d
+            JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+            JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+            WHERE d.classid = 'pg_class'::regclass AND d.refobjid = ANY(%s::regclass[])
+              AND d.deptype IN ('a', 'i')
+            ORDER BY 1, 2
+            """,
+            [tables],
+        )
+        for table, column, sequence in cursor.fetchall():
+            cursor.execute(
+                f"SELECT setval(%s, COALESCE(MAX({quote(column)}), 1), MAX({quote(column)})"
+                f" IS NOT NULL) FROM {quote(table)}",
+                [sequence],
+            )

@@ -478,3 +478,29 @@ def test_bulk_postgres_path_writes_the_same_rows_and_restores_the_schema(
     seed_demo(config)
     assert snapshot() == simple
     assert schema() == before
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_inserts_using_column_defaults_succeed_after_seeding(require_postgres: None) -> None:
+    seed_demo(DemoConfig(events=300, days=1, reset=True))
+    operation = Operation.objects.order_by("pk").first()
+    top_seq = StopEvent.objects.order_by("-event_seq").values_list("event_seq", flat=True)[0]
+    with connection.cursor() as cursor:  # as the backend inserts: event_seq from its default
+        cursor.execute(
+            """
+            INSERT INTO stop_events (event_id, occurred_at, operation_id, client_id, symbol,
+                                     event_type, payload_json, source, retry_count)
+            VALUES (%s, %s, %s, %s, 'BTCUSDC', 'STOP_TRIGGERED', '{}', 'ws', 0)
+            RETURNING event_seq
+            """,
+            [uuid.uuid4(), datetime(2025, 1, 1, tzinfo=UTC), operation.pk, operation.client_id],
+        )
+        assert cursor.fetchone()[0] > top_seq
+    for spec in TABLES:  # and every auto-increment id continues after the seeded ones
+        if spec.model is StopEvent:
+            continue
+        top = spec.model.objects.order_by("-pk").values_list("pk", flat=True)[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [spec.table])
+            assert cursor.fetchone()[0] > top, spec.table
