@@ -67,3 +67,11 @@ class PortfolioAdmin(admin.ModelAdmin):
     list_filter = ("client",)
     date_hierarchy = "timestamp"
     show_full_result_count = False
+
+
+@admin.register(models.Kline)
+class KlineAdmin(ReadOnlyAdmin):
+    list_display = ("symbol", "interval", "open_time", "open", "high", "low", "close", "volume")
+    list_filter = ("symbol", "interval")
+    date_hierarchy = "open_time"
+    show_full_result_count = False

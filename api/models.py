@@ -301,3 +301,50 @@ class Portfolio(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} @ {self.timestamp}: {self.total_value} {self.quote_asset}"
+
+
+class Kline(models.Model):
+    """One market candle of a symbol, in Binance's kline format (GET /api/v3/klines).
+
+    The auto-increment ``id`` is the monotonic cursor the bronze export follows.
+    """
+
+    class Interval(models.TextChoices):
+        ONE_MINUTE = "1m", "1 minute"
+
+    symbol = models.CharField(max_length=20, help_text="Trading pair, e.g. BTCUSDC")
+    interval = models.CharField(
+        max_length=8,
+        choices=Interval.choices,
+        default=Interval.ONE_MINUTE,
+        help_text="Candle length (Binance interval code)",
+    )
+    open_time = models.DateTimeField(help_text="Binance `Kline open time`, as a UTC timestamp")
+    open = models.DecimalField(**MONEY, help_text="Binance `Open price`")
+    high = models.DecimalField(**MONEY, help_text="Binance `High price`")
+    low = models.DecimalField(**MONEY, help_text="Binance `Low price`")
+    close = models.DecimalField(**MONEY, help_text="Binance `Close price`")
+    volume = models.DecimalField(**MONEY, help_text="Binance `Volume` (base asset)")
+    close_time = models.DateTimeField(
+        help_text="Binance `Kline close time` (last microsecond of the candle), UTC"
+    )
+    quote_asset_volume = models.DecimalField(**MONEY, help_text="Binance `Quote asset volume`")
+    number_of_trades = models.BigIntegerField(help_text="Binance `Number of trades`")
+    taker_buy_base_asset_volume = models.DecimalField(
+        **MONEY, help_text="Binance `Taker buy base asset volume`"
+    )
+    taker_buy_quote_asset_volume = models.DecimalField(
+        **MONEY, help_text="Binance `Taker buy quote asset volume`"
+    )
+
+    class Meta:
+        db_table = "api_kline"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol", "interval", "open_time"], name="uniq_kline_symbol_interval_open"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.interval} {self.open_time:%Y-%m-%d %H:%M} close {self.close}"

@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
             },
         },
         "portfolio": {"model": "api.Portfolio"},
+        "klines": {"model": "api.Kline", "fields": {"row_id": "id"}},
     },
     "EXPORT_BATCH_SIZE": 100_000,
     "GAP_SETTLE_SECONDS": 600,

@@ -5,7 +5,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from api.models import AuditTransaction, Client, Operation, Portfolio, StopEvent, Strategy, Trade
+from api.models import (
+    AuditTransaction,
+    Client,
+    Kline,
+    Operation,
+    Portfolio,
+    StopEvent,
+    Strategy,
+    Trade,
+)
 
 T0 = datetime(2024, 12, 27, 23, 58, tzinfo=UTC)
 _counter = itertools.count(1)
@@ -100,3 +109,23 @@ def portfolio(op: Operation, **fields) -> Portfolio:
     }
     values.update(fields)
     return Portfolio.objects.create(**values)
+
+
+def kline(symbol: str = "BTCUSDC", *, open_time: datetime = T0, **fields) -> Kline:
+    values = {
+        "symbol": symbol,
+        "interval": "1m",
+        "open_time": open_time,
+        "open": Decimal("95000.10000000"),
+        "high": Decimal("95012.00000000"),
+        "low": Decimal("94990.50000000"),
+        "close": Decimal("95005.25000000"),
+        "volume": Decimal("1.23456789"),
+        "close_time": open_time + timedelta(minutes=1, microseconds=-1),
+        "quote_asset_volume": Decimal("117284.12345678"),
+        "number_of_trades": 321,
+        "taker_buy_base_asset_volume": Decimal("0.61728394"),
+        "taker_buy_quote_asset_volume": Decimal("58642.06172839"),
+    }
+    values.update(fields)
+    return Kline.objects.create(**values)

@@ -202,7 +202,58 @@ PORTFOLIO = Dataset(
     json_columns=("balances",),
 )
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (EVENTS, ORDERS, TRADES, PORTFOLIO)}
+KLINES = Dataset(
+    name="klines",
+    columns=(
+        ("row_id", pa.int64()),
+        ("symbol", pa.string()),
+        ("interval", pa.string()),
+        ("open_time", TIMESTAMP),
+        ("open", MONEY),
+        ("high", MONEY),
+        ("low", MONEY),
+        ("close", MONEY),
+        ("volume", MONEY),
+        ("close_time", TIMESTAMP),
+        ("quote_asset_volume", MONEY),
+        ("number_of_trades", pa.int64()),
+        ("taker_buy_base_asset_volume", MONEY),
+        ("taker_buy_quote_asset_volume", MONEY),
+    ),
+    cursor="row_id",
+    time_column="open_time",
+    partition_by=(),
+    required=(
+        "row_id",
+        "symbol",
+        "interval",
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_asset_volume",
+        "number_of_trades",
+    ),
+    # One-minute candles only: the gold windows (15 minutes, 24 hours) count in minutes.
+    enums={"interval": frozenset({"1m"})},
+    non_negative=(
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_asset_volume",
+        "number_of_trades",
+        "taker_buy_base_asset_volume",
+        "taker_buy_quote_asset_volume",
+    ),
+    symbol_columns=("symbol",),
+)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (EVENTS, ORDERS, TRADES, PORTFOLIO, KLINES)}
 
 
 def get_dataset(name: str) -> Dataset:

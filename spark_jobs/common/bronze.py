@@ -87,7 +87,26 @@ PORTFOLIO = _schema(
     ("date", DateType()),
 )
 
+KLINES = _schema(
+    ("row_id", LongType()),
+    ("symbol", StringType()),
+    ("interval", StringType()),
+    ("open_time", TimestampType()),
+    ("open", MONEY),
+    ("high", MONEY),
+    ("low", MONEY),
+    ("close", MONEY),
+    ("volume", MONEY),
+    ("close_time", TimestampType()),
+    ("quote_asset_volume", MONEY),
+    ("number_of_trades", LongType()),
+    ("taker_buy_base_asset_volume", MONEY),
+    ("taker_buy_quote_asset_volume", MONEY),
+    ("date", DateType()),
+)
+
 
 BRONZE_EVENTS = Layout("bronze.events", EVENTS, ("date",))
 BRONZE_ORDERS = Layout("bronze.orders", ORDERS, ("client_id", "date"))
 BRONZE_PORTFOLIO = Layout("bronze.portfolio", PORTFOLIO, ("client_id", "date"))
+BRONZE_KLINES = Layout("bronze.klines", KLINES, ("date",))

@@ -37,7 +37,10 @@ def test_every_dataset_lands_exactly_as_in_the_source(lake):
     factories.trade(op)
     factories.trade(op, time=factories.T0 + timedelta(minutes=5))
     factories.portfolio(op)
-    for name in ("events", "orders", "trades", "portfolio"):
+    factories.kline(open_time=factories.T0)
+    factories.kline(open_time=factories.T0 + timedelta(minutes=1))
+    factories.kline("ETHUSDC", open_time=factories.T0 + timedelta(minutes=2))
+    for name in ("events", "orders", "trades", "portfolio", "klines"):
         result = export_dataset(name, batch_size=3)
         assert result.status == JobRun.Status.SUCCEEDED
         expected = source_rows(name)
@@ -67,13 +70,17 @@ def test_partitions_follow_the_utc_date_of_each_row(lake):
     # 23:58, 23:59:30, 00:01, 00:02:30: an execution spanning midnight
     factories.events(op, [1, 2, 3, 4], step=timedelta(seconds=90))
     factories.audit(op, created_at=datetime(2024, 12, 28, 0, 0, 1, tzinfo=UTC))
+    # a candle that opens at 23:59 closes on the next day: it belongs to its open's day
+    factories.kline(open_time=datetime(2024, 12, 27, 23, 59, tzinfo=UTC))
     export_dataset("events")
     export_dataset("orders")
+    export_dataset("klines")
     keys = visible_parquet_keys(lake, "bronze/")
     assert {k.rsplit("/", 1)[0] for k in keys} == {
         "bronze/events/date=2024-12-27",
         "bronze/events/date=2024-12-28",
         f"bronze/orders/client_id={op.client_id}/date=2024-12-28",
+        "bronze/klines/date=2024-12-27",
     }
     for key in keys:
         assert lake.exists(manifest_key(key))

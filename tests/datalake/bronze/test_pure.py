@@ -9,7 +9,7 @@ import pytest
 from datalake.bronze import ranges
 from datalake.bronze.contracts import REASON_COLUMN, check
 from datalake.bronze.exporter import manifest_key, partition_keys, split_by_partition
-from datalake.bronze.schemas import DATASETS, EVENTS, ORDERS, get_dataset
+from datalake.bronze.schemas import DATASETS, EVENTS, KLINES, ORDERS, get_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -131,6 +131,46 @@ def test_orders_contract_rejects_non_order_types():
     assert rejected.column(REASON_COLUMN)[0].as_py().startswith("transaction_type")
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"interval": "5m"}, "interval: not one of 1m"),
+        ({"symbol": "btc/usdc"}, "symbol: does not match"),
+        ({"close": None}, "close: required, is null"),
+        ({"volume": Decimal("-0.00000001")}, "volume: negative"),
+        ({"number_of_trades": -3}, "number_of_trades: negative"),
+        ({"taker_buy_base_asset_volume": None}, None),
+    ],
+)
+def test_klines_contract(change, reason):
+    base = {
+        "symbol": "ETHUSDC",
+        "interval": "1m",
+        "open_time": datetime(2024, 12, 27, 23, 59, tzinfo=UTC),
+        "close_time": datetime(2024, 12, 27, 23, 59, 59, 999_999, tzinfo=UTC),
+        **{name: Decimal("3400.5") for name in ("open", "high", "low", "close")},
+        "volume": Decimal("2"),
+        "quote_asset_volume": Decimal("6801"),
+        "number_of_trades": 12,
+        "taker_buy_base_asset_volume": Decimal("1"),
+        "taker_buy_quote_asset_volume": Decimal("3400.5"),
+    }
+    rows = [{**base, "row_id": 1}, {**base, "row_id": 2, **change}]
+    good, rejected = check(KLINES, table_of(KLINES, rows))
+    assert good.column("row_id").to_pylist() == ([1, 2] if reason is None else [1])
+    if reason is not None:
+        assert rejected.column(REASON_COLUMN)[0].as_py().startswith(reason)
+
+
+def test_klines_are_partitioned_by_the_utc_date_of_open_time():
+    assert KLINES.time_column == "open_time"
+    assert KLINES.partition_by == ()
+    assert KLINES.cursor == "row_id"
+    assert KLINES.file_schema.field("open").type == pa.decimal128(20, 8)
+    assert KLINES.file_schema.field("number_of_trades").type == pa.int64()
+
+
 def test_partitioning_uses_utc_date_and_tenant():
     rows = [
         {"client_id": 2, "created_at": datetime(2024, 12, 27, 23, 59, 59, 999999, tzinfo=UTC)},
@@ -190,5 +230,5 @@ def test_money_is_decimal_20_8():
 
 
 def test_unknown_dataset_names_the_known_ones():
-    with pytest.raises(KeyError, match="known: events, orders, portfolio, trades"):
+    with pytest.raises(KeyError, match="known: events, klines, orders, portfolio, trades"):
         get_dataset("fills")
