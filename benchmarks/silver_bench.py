@@ -95,7 +95,7 @@ STALE, KILL, BREAKER, BLOCKED = "STALE_PRICE", "KILL_SWITCH", "CIRCUIT_BREAKER",
 TYPES = (TRIGGERED, SUBMITTED, EXECUTED, FAILED, SLIPPAGE_BREACH, STALE, KILL, BREAKER, BLOCKED)
 T, S, X, F, SB, ST, KS, CB, B = range(len(TYPES))
 
-#: Executions follow the backend's transitions (api/demo.py TRANSITIONS): (events, weight).
+#: Executions follow the backend's transitions (api/demo/core.py TRANSITIONS): (events, weight).
 PATHS: tuple[tuple[tuple[int, ...], float], ...] = (
     ((T, S, X), 0.60),
     ((T, S, X, SB), 0.05),

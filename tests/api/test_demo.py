@@ -15,7 +15,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, models
 
-from api import demo
 from api.demo import (
     MAX_RETRIES,
     SYMBOLS,
@@ -24,8 +23,11 @@ from api.demo import (
     TRANSITIONS,
     DemoConfig,
     DemoDataError,
+    core,
     generate,
+    market,
     seed_demo,
+    writers,
 )
 from api.models import AuditTransaction, Client, Operation, Portfolio, StopEvent, Strategy, Trade
 
@@ -70,7 +72,7 @@ def walk(value, found: list) -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("bits", [0, 1, 2**128 - 1, 0x1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0])
 def test_uuid4_from_equals_the_uuid_constructor(bits: int) -> None:
-    made = demo.uuid4_from(bits)
+    made = core.uuid4_from(bits)
     assert made == uuid.UUID(int=bits, version=4)
     assert str(made) == str(uuid.UUID(int=bits, version=4))
     assert hash(made) == hash(uuid.UUID(int=bits, version=4))
@@ -90,8 +92,8 @@ def test_uuid4_from_equals_the_uuid_constructor(bits: int) -> None:
 def test_money_units_become_exact_decimals_and_binance_strings(
     units: int, text: str, exponent: int
 ) -> None:
-    assert demo.s8(units) == text
-    value = demo.d8(units)
+    assert core.s8(units) == text
+    value = core.d8(units)
     assert value == Decimal(text)
     assert value.as_tuple().exponent == exponent
 
@@ -102,7 +104,7 @@ def test_crossings_are_first_crossings_since_the_entry_span() -> None:
     q = [1_000_000]
     for _ in range(3000):
         q.append(q[-1] + rng.randint(-2000, 2000))
-    crossings = demo._Crossings.build(q, last_minute=len(q) - 3)
+    crossings = market._Crossings.build(q, last_minute=len(q) - 3)
     assert crossings.minutes, "a 3000-step walk has crossings"
     for m, peak, floor in zip(crossings.minutes, crossings.peaks, crossings.floors, strict=True):
         span_start = max((j for j in range(m) if q[j] <= q[m]), default=-1) + 1
@@ -111,7 +113,7 @@ def test_crossings_are_first_crossings_since_the_entry_span() -> None:
         assert min(span) == floor > q[m]
         assert span_start <= peak < m
         assert q[peak] == max(span)
-        assert q[peak] - q[m] >= demo.DMIN * q[peak]
+        assert q[peak] - q[m] >= market.DMIN * q[peak]
 
 
 @pytest.mark.unit
@@ -132,7 +134,7 @@ def test_config_rejects_impossible_sizes(changes: dict, message: str) -> None:
 @pytest.mark.parametrize("text", ["2024-13-01", "yesterday", "", "20241220x"])
 def test_malformed_start_dates_are_rejected(text: str) -> None:
     with pytest.raises(DemoDataError, match="--start-date"):
-        demo.parse_start_date(text)
+        core.parse_start_date(text)
 
 
 @pytest.mark.unit
@@ -144,8 +146,8 @@ def test_generated_rows_are_typed_exactly_and_stream_in_bounded_chunks() -> None
         batches += 1
         events += batch.events
         # Chunks are cut once a threshold is crossed: the slack is the events in flight.
-        assert batch.events <= demo.CHUNK_EVENTS * 1.2
-        assert len(batch) <= demo.CHUNK_ROWS * 1.2
+        assert batch.events <= core.CHUNK_EVENTS * 1.2
+        assert len(batch) <= core.CHUNK_ROWS * 1.2
         for spec, rows in batch.rows.items():
             fields = spec.fields
             for row in rows:
@@ -170,7 +172,7 @@ def test_generated_rows_are_typed_exactly_and_stream_in_bounded_chunks() -> None
 @pytest.mark.unit
 def test_prefetching_stops_cleanly_and_passes_errors_on() -> None:
     threads = threading.active_count()
-    early = demo._prefetched(iter(range(100)), depth=2)
+    early = writers._prefetched(iter(range(100)), depth=2)
     assert next(early) == 0
     early.close()  # the producer is blocked on a full queue: it must not hang
     assert threading.active_count() == threads
@@ -180,7 +182,7 @@ def test_prefetching_stops_cleanly_and_passes_errors_on() -> None:
         raise ValueError("generator broke")
 
     with pytest.raises(ValueError, match="generator broke"):
-        list(demo._prefetched(failing()))
+        list(writers._prefetched(failing()))
     assert threading.active_count() == threads
 
 
@@ -473,8 +475,8 @@ def test_bulk_postgres_path_writes_the_same_rows_and_restores_the_schema(
     config = DemoConfig(events=2000, reset=True)
     seed_demo(config)
     simple = snapshot()
-    monkeypatch.setattr(demo, "CHILD_PROCESS_MIN_EVENTS", 0)
-    monkeypatch.setattr(demo, "INDEX_REBUILD_MIN_EVENTS", 0)
+    monkeypatch.setattr(writers, "CHILD_PROCESS_MIN_EVENTS", 0)
+    monkeypatch.setattr(writers, "INDEX_REBUILD_MIN_EVENTS", 0)
     seed_demo(config)
     assert snapshot() == simple
     assert schema() == before

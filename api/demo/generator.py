@@ -1,0 +1,166 @@
+"""The generator: one seeded stream of batches of rows for every source table."""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from api.demo.core import (
+    CHUNK_EVENTS,
+    CHUNK_ROWS,
+    DAY_MINUTES,
+    MINUTE_US,
+    STOP_EVENTS,
+    Batch,
+    DemoConfig,
+    Offsets,
+    _Rng,
+    uuid4_from,
+)
+from api.demo.executions import Executions
+from api.demo.market import SYMBOLS, _Market
+from api.demo.operations import ClientsAndOperations, _ClientProfile
+
+
+class _Generator(ClientsAndOperations, Executions):
+    """Produce the rows of one seed_demo run as a stream of batches (pure: no database)."""
+
+    def __init__(self, config: DemoConfig, offsets: Offsets) -> None:
+        self.config = config
+        self.offsets = offsets
+        self.rng = _Rng(
+            f"seed_demo:{config.seed}:{config.start_date.isoformat()}:{offsets.event_seq}:"
+            f"{offsets.operation}:{offsets.audit}:{offsets.trade}:{offsets.portfolio}"
+        )
+        self.start_us = (
+            int(datetime(*config.start_date.timetuple()[:3], tzinfo=UTC).timestamp()) * 10**6
+        )
+        self.minutes = config.days * DAY_MINUTES
+        self.end_us = self.start_us + self.minutes * MINUTE_US
+        self.market = _Market(self.rng, self.minutes)
+        self.operation_row = offsets.operation
+        self.audit_row = offsets.audit
+        self.trade_row = offsets.trade
+        self.portfolio_row = offsets.portfolio
+        self.last_minute = self.minutes - 1
+        self.bnb_path = self.market.paths["BNBUSDC"]
+        self.next_seq = offsets.event_seq
+        self.next_trade_id = max(offsets.trade_id, 10**8)
+        self.next_order_id = max(offsets.order_id, 10**9)
+        self.batch = Batch()
+        self.pending: list[tuple[int, int, tuple]] = []  # heap of (recorded_us, n, row)
+        self.pushed = 0
+        self.events = 0
+        self.executions = 0
+        self.clients: list[_ClientProfile] = []
+        self._windows()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _next(self, counter: str) -> int:
+        value = getattr(self, counter) + 1
+        setattr(self, counter, value)
+        return value
+
+    def _uuid(self) -> uuid.UUID:
+        return uuid4_from(self.rng.getrandbits(128))
+
+    def _minute_us(self, minute: int) -> int:
+        return self.start_us + minute * MINUTE_US
+
+    def _minute(self, us: int) -> int:
+        return (us - self.start_us) // MINUTE_US
+
+    def _windows(self) -> None:
+        """Draw the outage windows that make guards and failures cluster in time."""
+        rng, span = self.rng, self.end_us - self.start_us
+        days = self.config.days
+
+        def windows(count: int, low_s: float, high_s: float) -> list[tuple[int, int]]:
+            out = []
+            for _ in range(count):
+                begin = self.start_us + rng.randrange(span)
+                out.append((begin, begin + int(rng.uniform(low_s, high_s) * 10**6)))
+            return sorted(out)
+
+        self.stale = {s: windows(3 * days, 20, 240) for s in SYMBOLS}
+        self.incidents = windows(days, 300, 1200)  # exchange-side error bursts
+        self.kill_windows: dict[int, list[tuple[int, int]]] = {}
+        self._kill_count = max(1, days // 3)
+
+    @staticmethod
+    def _inside(windows: list[tuple[int, int]], us: int) -> bool:
+        i = bisect.bisect_right(windows, (us, 1 << 62)) - 1
+        return i >= 0 and windows[i][0] <= us < windows[i][1]
+
+    # -- the stream ---------------------------------------------------------------------
+
+    def batches(self) -> Iterator[Batch]:
+        """Yield the run's rows in chunks; each chunk's parents precede its children."""
+        self._setup_clients()
+        hours = self.minutes // 60
+        weights = []
+        for hour in range(hours):
+            day = self.config.start_date + timedelta(days=hour // 24)
+            busy = 1.0 + 0.7 * math.exp(-((((hour % 24) - 15) / 4.0) ** 2))
+            weights.append(busy * (0.75 if day.weekday() >= 5 else 1.0))
+        total_weight = sum(weights)
+        cumulative = 0.0
+        per_execution = 4.2  # running estimate of events per execution
+        for hour in range(hours):
+            cumulative += weights[hour]
+            goal = self.config.events * cumulative / total_weight
+            last = hour == hours - 1
+            if last:
+                goal = self.config.events
+            self._hour_book(hour)
+            missing = goal - self.events
+            planned = max(0, math.ceil(missing / per_execution)) if missing > 0 else 0
+            if last and missing > 0:
+                planned = int(planned * 1.5) + 10
+            for plan in self._plans(hour, planned):
+                if last and self.events >= self.config.events and plan[1] == "stop":
+                    continue
+                self._operation(plan)
+                if self._full():
+                    self._release(plan[0])
+                    yield self._take()
+            self._release(self._minute_us((hour + 1) * 60))
+            if self.executions:
+                per_execution = max(2.0, self.events / self.executions)
+            if self._full():
+                yield self._take()
+        self._release(1 << 62)
+        for _ in self._open_positions():
+            yield self._take()
+        yield self._take()
+
+    def _full(self) -> bool:
+        return len(self.batch.rows[STOP_EVENTS]) >= CHUNK_EVENTS or len(self.batch) >= CHUNK_ROWS
+
+    def _take(self) -> Batch:
+        batch, self.batch = self.batch, Batch()
+        return batch
+
+    def _release(self, watermark_us: int) -> None:
+        """Number, in recording order, every pending event recorded before the watermark.
+
+        Nothing generated later can be recorded before the watermark: later plans trigger
+        at or after it, and every event is recorded at or after it occurs.
+        """
+        pending, out = self.pending, self.batch.rows[STOP_EVENTS]
+        seq = self.next_seq
+        while pending and pending[0][0] < watermark_us:
+            row = heapq.heappop(pending)[2]
+            seq += 1
+            out.append((row[0], seq, *row[1:]))
+        self.next_seq = seq
+
+
+def generate(config: DemoConfig, offsets: Offsets | None = None) -> Iterator[Batch]:
+    """Yield the rows of a run as batches (pure: touches no database)."""
+    return _Generator(config, offsets or Offsets()).batches()
