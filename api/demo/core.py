@@ -12,7 +12,16 @@ from typing import Any
 
 from django.db import models
 
-from api.models import AuditTransaction, Client, Operation, Portfolio, StopEvent, Strategy, Trade
+from api.models import (
+    AuditTransaction,
+    Client,
+    Kline,
+    Operation,
+    Portfolio,
+    StopEvent,
+    Strategy,
+    Trade,
+)
 
 # --- Domain constants -------------------------------------------------------------------
 
@@ -168,6 +177,10 @@ class Offsets:
     trade_id: int = 0
     order_id: int = 0
     portfolio: int = 0
+    kline: int = 0
+    #: Per symbol, the first and last kline open time already stored (UTC microseconds):
+    #: an append writes no kline inside it (one kline per symbol and minute).
+    kline_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     clients_by_name: dict[str, int] = field(default_factory=dict)
     strategies_by_key: dict[tuple[int, str], int] = field(default_factory=dict)
 
@@ -236,8 +249,19 @@ PORTFOLIOS = TableSpec(
     Portfolio, ("id", "client_id", "timestamp", "quote_asset", "total_value", "cash", "balances")
 )
 
+KLINES = TableSpec(
+    Kline,
+    (
+        "id", "symbol", "interval", "open_time", "open", "high", "low", "close", "volume",
+        "close_time", "quote_asset_volume", "number_of_trades", "taker_buy_base_asset_volume",
+        "taker_buy_quote_asset_volume",
+    ),
+)  # fmt: skip
+
 #: Load order: parents before children, so foreign keys hold after every chunk.
-TABLES = (CLIENTS, STRATEGIES, OPERATIONS, AUDIT_TRANSACTIONS, TRADES, STOP_EVENTS, PORTFOLIOS)
+TABLES = (
+    KLINES, CLIENTS, STRATEGIES, OPERATIONS, AUDIT_TRANSACTIONS, TRADES, STOP_EVENTS, PORTFOLIOS
+)  # fmt: skip
 
 
 @dataclass

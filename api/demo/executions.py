@@ -5,7 +5,9 @@ The methods of :class:`Executions` run on the generator (see generator.py).
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import math
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -19,6 +21,7 @@ from api.demo.core import (
     DAY_MINUTES,
     EXECUTED,
     FAILED,
+    HOUR_US,
     KILL_SWITCH,
     MAX_RETRIES,
     MINUTE_US,
@@ -35,7 +38,12 @@ from api.demo.core import (
     s8,
     to_json,
 )
+from api.demo.market import RISK_BY_HOUR
 from api.demo.operations import _Position
+
+#: Divides the market risk so that its average over the executions is about 1: stops
+#: fire more often in fast markets than a random minute is fast.
+RISK_NORM = 1.8
 
 EXCHANGE_ERRORS = (
     ("APIError(code=-1021): Timestamp for this request is outside of the recvWindow.", True, 0.2),
@@ -104,13 +112,15 @@ class Executions:
 
         emit(trigger_us, TRIGGERED)
         t = trigger_us
+        market_risk = self._market_risk(position.symbol, trigger_us)
+        risk = market_risk * (1.0 + 0.6 * self._failure_streak(client.id, trigger_us))
         guard = None
         if not forced:
             if self._inside(self.kill_windows[client.id], t):
                 guard = KILL_SWITCH
-            elif self._inside(self.stale[position.symbol], t) or rng.random() < 0.008:
+            elif self._inside(self.stale[position.symbol], t) or rng.random() < 0.008 * risk:
                 guard = STALE_PRICE
-            elif rng.random() < 0.004:
+            elif rng.random() < 0.004 * risk:
                 guard = CIRCUIT_BREAKER
         outcome = BLOCKED
         retry = 0
@@ -132,7 +142,7 @@ class Executions:
             while True:
                 emit(t, SUBMITTED, retry)
                 placed_us = t
-                base = 0.6 if incident else 0.045 * client.failure_factor
+                base = 0.6 if incident else min(0.6, 0.045 * client.failure_factor * risk)
                 if rng.random() < (base if retry == 0 else max(base, 0.3)):
                     message, retryable, seconds = rng.choice(EXCHANGE_ERRORS)
                     t += int(seconds * 10**6 * rng.uniform(0.5, 1.5))
@@ -154,7 +164,9 @@ class Executions:
                     t += int(500_000 * 2**retry * rng.uniform(0.8, 1.2))  # backoff
                     continue
                 t += int(rng.lognormvariate(-1.4, 0.6) * 10**6) + 30_000
-                order_id, fill, slippage = self._stop_fill(position, trigger, placed_us, t, token)
+                order_id, fill, slippage = self._stop_fill(
+                    position, trigger, placed_us, t, token, market_risk
+                )
                 emit(t, EXECUTED, retry, fill, slippage, order_id)
                 position.exit_price, position.closed_us = fill, t
                 if abs(slippage) > position.strategy.slippage_limit:
@@ -170,6 +182,7 @@ class Executions:
         self._stop_audit(position, trigger_us, trigger, outcome, token)
         self._push_events(position, events, token_text, trigger, source, to_json(payload))
         self.executions += 1
+        self._record_outcome(client.id, events[-1][0], outcome == FAILED)
         if outcome != EXECUTED and follows is None and rng.random() < 0.6:
             self._follow_up(position, events[-1][0], token_text)
 
@@ -184,18 +197,54 @@ class Executions:
         beyond = price <= position.stop if position.close_side == "SELL" else price >= position.stop
         self._stop_execution(position, at, price, "cron" if beyond else "manual", follows=token)
 
+    def _market_risk(self, symbol: str, at_us: int) -> float:
+        """Return how much likelier than usual failures and fast fills are at ``at_us``:
+        the market's stress (fast, thin) times the risk of the UTC hour; 1.0 is typical."""
+        minute = self._minute(at_us)
+        hour = (at_us // HOUR_US) % 24
+        return self.market.stress(symbol, minute) * RISK_BY_HOUR[hour] / RISK_NORM
+
+    def _failure_streak(self, client_id: int, at_us: int) -> int:
+        """Return how many of the client's executions that ended in the hour before
+        ``at_us`` ended FAILED since the last that did not."""
+        ended = self.outcomes.get(client_id, [])
+        i = bisect.bisect_left(ended, (at_us, False))
+        streak = 0
+        while i > 0 and ended[i - 1][1] and ended[i - 1][0] >= at_us - HOUR_US:
+            streak += 1
+            i -= 1
+        return streak
+
+    def _record_outcome(self, client_id: int, ended_us: int, failed: bool) -> None:
+        """Remember when an execution of the client ended, and whether it FAILED."""
+        ended = self.outcomes.setdefault(client_id, [])
+        bisect.insort(ended, (ended_us, failed))
+        # Executions are generated about in time order (follow-ups at most hours later):
+        # what ended three hours before the latest can no longer be in anyone's hour.
+        if len(ended) > 512 and ended[0][0] < ended[-1][0] - 3 * HOUR_US:
+            del ended[: bisect.bisect_left(ended, (ended[-1][0] - 3 * HOUR_US, False))]
+
     def _stop_fill(
-        self, position: _Position, trigger: int, placed_us: int, filled_us: int, token: uuid.UUID
+        self,
+        position: _Position,
+        trigger: int,
+        placed_us: int,
+        filled_us: int,
+        token: uuid.UUID,
+        risk: float = 1.0,
     ) -> tuple[int, int, int]:
-        """Fill the closing market order; return (order id, fill price, slippage in 1e-4 %)."""
+        """Fill the closing market order; return (order id, fill price, slippage in 1e-4 %).
+
+        Fast, thin markets and risky hours (``risk`` above 1) slip more, and more often.
+        """
         rng = self.rng
         r = rng.random()
-        if r < 0.0025:
+        if r < 0.0025 * risk:
             extra = rng.uniform(5.0, 15.0)  # flash move
-        elif r < 0.055:
+        elif r < min(0.3, 0.05 * risk**0.75):
             extra = rng.uniform(0.8, 3.5)  # thin book
         else:
-            extra = rng.gauss(0.03, 0.15)
+            extra = rng.gauss(0.03, 0.15 * math.sqrt(risk))
         selling = position.close_side == "SELL"
         tick = position.spec.tick
         move = int(trigger * extra / 100)

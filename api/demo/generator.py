@@ -13,17 +13,22 @@ from api.demo.core import (
     CHUNK_EVENTS,
     CHUNK_ROWS,
     DAY_MINUTES,
+    KLINES,
     MINUTE_US,
     STOP_EVENTS,
     Batch,
     DemoConfig,
     Offsets,
+    _dt,
     _Rng,
+    d8,
     uuid4_from,
 )
 from api.demo.executions import Executions
 from api.demo.market import SYMBOLS, _Market
 from api.demo.operations import ClientsAndOperations, _ClientProfile
+
+KLINE_CLOSE_US = 59_999_000  # Binance: a candle closes a millisecond before the next opens
 
 
 class _Generator(ClientsAndOperations, Executions):
@@ -46,6 +51,7 @@ class _Generator(ClientsAndOperations, Executions):
         self.audit_row = offsets.audit
         self.trade_row = offsets.trade
         self.portfolio_row = offsets.portfolio
+        self.kline_row = offsets.kline
         self.last_minute = self.minutes - 1
         self.bnb_path = self.market.paths["BNBUSDC"]
         self.next_seq = offsets.event_seq
@@ -56,6 +62,7 @@ class _Generator(ClientsAndOperations, Executions):
         self.pushed = 0
         self.events = 0
         self.executions = 0
+        self.outcomes: dict[int, list[tuple[int, bool]]] = {}  # client -> (ended_us, failed)
         self.clients: list[_ClientProfile] = []
         self._windows()
 
@@ -117,6 +124,7 @@ class _Generator(ClientsAndOperations, Executions):
             last = hour == hours - 1
             if last:
                 goal = self.config.events
+            self._klines(hour)
             self._hour_book(hour)
             missing = goal - self.events
             planned = max(0, math.ceil(missing / per_execution)) if missing > 0 else 0
@@ -138,6 +146,26 @@ class _Generator(ClientsAndOperations, Executions):
         for _ in self._open_positions():
             yield self._take()
         yield self._take()
+
+    def _klines(self, hour: int) -> None:
+        """Write the hour's one-minute klines of every symbol, from the price paths."""
+        rows, spans = self.batch.rows[KLINES], self.offsets.kline_spans
+        first = hour * 60
+        for symbol in SYMBOLS:
+            stored = spans.get(symbol, (1, 0))
+            for (
+                open_us, open_, high, low, close, volume, quote, trades, taker_base, taker_quote
+            ) in self.market.klines(symbol, first, first + 60, self.start_us):  # fmt: skip
+                if stored[0] <= open_us <= stored[1]:
+                    continue
+                self.kline_row += 1
+                rows.append(
+                    (
+                        self.kline_row, symbol, "1m", _dt(open_us), d8(open_), d8(high), d8(low),
+                        d8(close), d8(volume), _dt(open_us + KLINE_CLOSE_US), d8(quote), trades,
+                        d8(taker_base), d8(taker_quote),
+                    )
+                )  # fmt: skip
 
     def _full(self) -> bool:
         return len(self.batch.rows[STOP_EVENTS]) >= CHUNK_EVENTS or len(self.batch) >= CHUNK_ROWS

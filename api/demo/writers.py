@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,7 +20,7 @@ import psycopg
 import psycopg.copy
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
-from django.db.models import Max
+from django.db.models import Max, Min
 
 from api.demo.core import (
     STOP_EVENTS,
@@ -32,7 +33,16 @@ from api.demo.core import (
     TableSpec,
 )
 from api.demo.generator import generate
-from api.models import AuditTransaction, Client, Operation, Portfolio, StopEvent, Strategy, Trade
+from api.models import (
+    AuditTransaction,
+    Client,
+    Kline,
+    Operation,
+    Portfolio,
+    StopEvent,
+    Strategy,
+    Trade,
+)
 
 INDEX_REBUILD_MIN_EVENTS = 200_000  # below this, keeping indexes is cheaper than rebuilding
 CHILD_PROCESS_MIN_EVENTS = 50_000  # below this, a child process costs more than it saves
@@ -90,12 +100,26 @@ def read_offsets() -> Offsets:
         trade_id=trades["trade"] or 0,
         order_id=trades["order"] or 0,
         portfolio=top(Portfolio),
+        kline=top(Kline),
+        kline_spans={
+            symbol: (_us(first), _us(last))
+            for symbol, first, last in Kline.objects.values("symbol")
+            .annotate(first=Min("open_time"), last=Max("open_time"))
+            .values_list("symbol", "first", "last")
+        },
         clients_by_name=dict(Client.objects.values_list("name", "id")),
         strategies_by_key={
             (client_id, name): pk
             for pk, client_id, name in Strategy.objects.values_list("id", "client_id", "name")
         },
     )
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _InsertWriter:

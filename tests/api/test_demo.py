@@ -2,9 +2,12 @@
 
 import bisect
 import io
+import itertools
 import json
+import math
 import random
 import re
+import statistics
 import threading
 import uuid
 from collections import Counter, defaultdict
@@ -29,7 +32,16 @@ from api.demo import (
     seed_demo,
     writers,
 )
-from api.models import AuditTransaction, Client, Operation, Portfolio, StopEvent, Strategy, Trade
+from api.models import (
+    AuditTransaction,
+    Client,
+    Kline,
+    Operation,
+    Portfolio,
+    StopEvent,
+    Strategy,
+    Trade,
+)
 
 SMALL = 3000
 
@@ -394,8 +406,11 @@ def test_append_continues_after_existing_rows_without_collisions() -> None:
     )
     assert new_seqs == list(range(top_seq + 1, top_seq + 1 + len(new_seqs)))
     assert StopEvent.objects.count() == before[StopEvent._meta.db_table] + len(new_seqs)
-    for spec in TABLES[2:]:
-        assert spec.model.objects.count() > before[spec.table], spec.table
+    for spec in TABLES:
+        if spec.model not in (Client, Strategy):
+            assert spec.model.objects.count() > before[spec.table], spec.table
+    # one kline per symbol and minute: the second run's window already had its klines
+    assert Kline.objects.count() == len(SYMBOLS) * 1440 * 10
     assert StopEvent.objects.values("event_id").distinct().count() == StopEvent.objects.count()
     tokens = StopEvent.objects.values("execution_token").distinct().count()
     assert tokens == len(executions())
@@ -431,6 +446,112 @@ def test_command_prints_the_summary_and_rejects_bad_arguments() -> None:
     ]:
         with pytest.raises(CommandError, match=message):
             call_command("seed_demo", *args, stdout=io.StringIO())
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_klines_are_the_minutes_of_the_price_path_that_drives_the_stops() -> None:
+    seed_demo(DemoConfig(events=600, days=2, reset=True))
+    klines: dict[str, list[Kline]] = defaultdict(list)
+    for kline in Kline.objects.order_by("symbol", "open_time"):
+        klines[kline.symbol].append(kline)
+    assert sorted(klines) == sorted(SYMBOLS)
+    start = datetime(2024, 12, 20, tzinfo=UTC)
+    for symbol, candles in klines.items():
+        assert [k.open_time for k in candles] == [
+            start + timedelta(minutes=i) for i in range(2 * 1440)
+        ], symbol
+        for previous, k in itertools.pairwise(candles):
+            assert k.open == previous.close, (symbol, k.open_time)
+        for k in candles:
+            assert k.interval == "1m"
+            assert k.close_time == k.open_time + timedelta(seconds=59, milliseconds=999)
+            assert k.low <= min(k.open, k.close) <= max(k.open, k.close) <= k.high
+            assert k.low > 0
+            assert k.volume > 0
+            assert k.number_of_trades > 0
+            assert k.volume * k.low <= k.quote_asset_volume <= k.volume * k.high
+            assert 0 <= k.taker_buy_base_asset_volume <= k.volume
+            assert 0 <= k.taker_buy_quote_asset_volume <= k.quote_asset_volume
+    # A stop caught by the websocket fires on a trade inside its minute's candle.
+    by_minute = {(k.symbol, k.open_time): k for candles in klines.values() for k in candles}
+    triggers = StopEvent.objects.filter(event_type="STOP_TRIGGERED", source="ws")
+    assert triggers.exists()
+    for event in triggers:
+        k = by_minute[(event.symbol, event.occurred_at.replace(second=0, microsecond=0))]
+        assert k.low <= event.trigger_price <= k.high, (event.symbol, event.occurred_at)
+    # Daily volume cycle: the US afternoon trades more than the Asian night.
+    hourly: dict[int, list[Decimal]] = defaultdict(list)
+    for k in klines["BTCUSDC"]:
+        hourly[k.open_time.hour].append(k.quote_asset_volume)
+    busy = sum(sum(hourly[h]) for h in (14, 15, 16))
+    quiet = sum(sum(hourly[h]) for h in (2, 3, 4))
+    assert busy > Decimal("1.5") * quiet
+
+
+def failure_rate_by_quintile(samples: list[tuple[float, bool]]) -> list[float]:
+    """Return the share of failed samples in each fifth of the samples, by ascending key."""
+    samples = sorted(samples)
+    size = len(samples) // 5
+    return [
+        sum(failed for _, failed in samples[i * size : (i + 1) * size]) / size for i in range(5)
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_failures_are_likelier_in_fast_thin_markets_and_after_failures() -> None:
+    """Computed from the written klines and events only, as the gold features are."""
+    seed_demo(DemoConfig(events=8000, days=4, reset=True))
+    closes: dict[str, dict[datetime, float]] = defaultdict(dict)
+    volumes: dict[str, dict[datetime, float]] = defaultdict(dict)
+    for symbol, at, close, quote in Kline.objects.values_list(
+        "symbol", "open_time", "close", "quote_asset_volume"
+    ):
+        closes[symbol][at] = float(close)
+        volumes[symbol][at] = float(quote)
+    grouped = executions()
+    ended: dict[int, list[tuple[datetime, bool]]] = defaultdict(list)
+    for events in grouped.values():
+        ended[events[0].client_id].append(
+            (events[-1].occurred_at, events[-1].event_type == "FAILED")
+        )
+    for history in ended.values():
+        history.sort()
+    after_failure: dict[bool, list[bool]] = defaultdict(list)
+    volatility, volume, by_hour = [], [], defaultdict(list)
+    for events in grouped.values():
+        t, symbol = events[0].occurred_at, events[0].symbol
+        minute = t.replace(second=0, microsecond=0)
+        window = [minute - timedelta(minutes=k) for k in range(14, -1, -1)]  # [t-15min, t)
+        prices = [closes[symbol][m] for m in window if m in closes[symbol]]
+        day = [minute - timedelta(minutes=k) for k in range(1, 1441)]
+        traded = sum(volumes[symbol].get(m, 0.0) for m in day)
+        if len(prices) < 15 or minute - timedelta(minutes=1440) < min(volumes[symbol]):
+            continue  # the first day has no full 24 hours behind it
+        returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
+        failed = events[-1].event_type in ("FAILED", "BLOCKED")
+        volatility.append((statistics.stdev(returns), failed))
+        volume.append((symbol, traded, failed))
+        by_hour[t.hour].append(failed)
+        history = ended[events[0].client_id]
+        i = bisect.bisect_left(history, (t, False))
+        streak = i > 0 and history[i - 1][1] and history[i - 1][0] >= t - timedelta(hours=1)
+        after_failure[streak].append(failed)
+    assert len(volatility) > 1000
+    fast = failure_rate_by_quintile(volatility)
+    assert fast[4] > 2 * fast[0], fast
+    # Volume differs by symbol: compare each sample's with its symbol's median.
+    medians = {
+        s: statistics.median(v for symbol, v, _ in volume if symbol == s) for s, _, _ in volume
+    }
+    deep = failure_rate_by_quintile([(v / medians[s], failed) for s, v, failed in volume])
+    assert deep[0] > 1.3 * deep[4], deep
+    risky = [f for h in (0, 1, 7, 8, 13, 14) for f in by_hour[h]]
+    calm = [f for h in range(24) if h not in (0, 1, 7, 8, 13, 14) for f in by_hour[h]]
+    assert sum(risky) / len(risky) > 1.3 * sum(calm) / len(calm)
+    rate = {streak: sum(outcomes) / len(outcomes) for streak, outcomes in after_failure.items()}
+    assert rate[True] > 2 * rate[False], rate
 
 
 class Terminal(io.StringIO):
