@@ -204,11 +204,11 @@ def test_prefetching_stops_cleanly_and_passes_errors_on() -> None:
 @pytest.mark.integration
 @pytest.mark.django_db
 def test_same_seed_gives_identical_rows_and_another_seed_does_not() -> None:
-    seed_demo(DemoConfig(seed=7, events=1500, reset=True))
+    seed_demo(DemoConfig(seed=7, events=1500, days=3, reset=True))
     first = snapshot()
-    seed_demo(DemoConfig(seed=7, events=1500, reset=True))
+    seed_demo(DemoConfig(seed=7, events=1500, days=3, reset=True))
     assert snapshot() == first
-    seed_demo(DemoConfig(seed=8, events=1500, reset=True))
+    seed_demo(DemoConfig(seed=8, events=1500, days=3, reset=True))
     other = snapshot()
     for table in (StopEvent, Operation, AuditTransaction, Trade, Portfolio):
         assert other[table._meta.db_table] != first[table._meta.db_table], table
@@ -285,7 +285,7 @@ def test_executions_span_midnight_and_events_arrive_late() -> None:
 @pytest.mark.integration
 @pytest.mark.django_db
 def test_money_comes_back_as_decimal_with_the_field_exponent_and_no_float() -> None:
-    seed_demo(DemoConfig(events=1000, reset=True))
+    seed_demo(DemoConfig(events=1000, days=2, reset=True))
     for spec in TABLES:
         decimal_fields = [f for f in spec.fields if isinstance(f, models.DecimalField)]
         json_fields = [f.name for f in spec.fields if isinstance(f, models.JSONField)]

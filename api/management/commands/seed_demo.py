@@ -8,8 +8,8 @@ from api.demo import DemoConfig, DemoDataError, parse_start_date, seed_demo
 
 class Command(BaseCommand):
     help = (
-        "Fill Client, Strategy, Operation, StopEvent, AuditTransaction, Trade and Portfolio "
-        "with realistic demo data; the same --seed gives identical rows."
+        "Fill Client, Strategy, Operation, StopEvent, AuditTransaction, Trade, Portfolio and "
+        "Kline with realistic demo data; the same --seed gives identical rows."
     )
 
     def add_arguments(self, parser) -> None:
