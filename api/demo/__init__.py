@@ -9,6 +9,10 @@ klines), ``operations`` (clients, portfolios, operations and orders), ``executio
 
 - **Prices**: one minute-level random walk per symbol (volatility regimes, busier US
   hours), at late-December-2024 levels, on Binance's tick and lot-size grids.
+- **Klines**: the walk's minutes as one-minute candles per symbol (open = previous
+  close, close = the walk, wicks of at least two ticks, so every trigger trade lies
+  inside its candle), with a quote volume that follows a daily cycle, a slowly drifting
+  liquidity per symbol and the size of the minute's move.
 - **Operations** are placed *backwards* from the minute their exit level is first crossed:
   for a stop at minute ``m`` the entry is taken at a minute ``t0`` after which the price
   never touched the stop (nor the target) before ``m``. So every stop fires at the first
@@ -18,6 +22,10 @@ klines), ``operations`` (clients, portfolios, operations and orders), ``executio
   ``execution_token``. Guards (kill-switch and stale-feed windows, circuit breakers after
   repeated failures) block executions; blocked or failed ones are often picked up again
   later by the cron backstop or an operator (a new execution with a new token).
+  Outcomes depend on the market as real stops do: failures, guards and slippage grow
+  with the volatility of the last 15 minutes, fall with the symbol's volume of the last
+  24 hours (relative to its norm), are higher at some UTC hours and after the client's
+  consecutive failures of the last hour (``Executions._market_risk``).
 - **event_seq** is the order in which the backend *recorded* events: ``occurred_at`` plus
   an ingest lag (mostly sub-second, a few percent minutes to hours), so late events carry
   larger sequence numbers than events that occurred after them.
