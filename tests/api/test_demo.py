@@ -500,7 +500,7 @@ def failure_rate_by_quintile(samples: list[tuple[float, bool]]) -> list[float]:
 
 @pytest.mark.integration
 @pytest.mark.django_db
-def test_failures_are_likelier_in_fast_thin_markets_and_after_failures() -> None:
+def test_failures_and_slippage_are_likelier_in_fast_thin_markets_and_after_failures() -> None:
     """Computed from the written klines and events only, as the gold features are."""
     seed_demo(DemoConfig(events=8000, days=4, reset=True))
     closes: dict[str, dict[datetime, float]] = defaultdict(dict)
@@ -519,7 +519,7 @@ def test_failures_are_likelier_in_fast_thin_markets_and_after_failures() -> None
     for history in ended.values():
         history.sort()
     after_failure: dict[bool, list[bool]] = defaultdict(list)
-    volatility, volume, by_hour = [], [], defaultdict(list)
+    volatility, volume, slippage, by_hour = [], [], [], defaultdict(list)
     for events in grouped.values():
         t, symbol = events[0].occurred_at, events[0].symbol
         minute = t.replace(second=0, microsecond=0)
@@ -532,6 +532,9 @@ def test_failures_are_likelier_in_fast_thin_markets_and_after_failures() -> None
         returns = [math.log(b / a) for a, b in itertools.pairwise(prices)]
         failed = events[-1].event_type in ("FAILED", "BLOCKED")
         volatility.append((statistics.stdev(returns), failed))
+        fills = [e.slippage_pct for e in events if e.event_type == "EXECUTED"]
+        if fills:
+            slippage.append((statistics.stdev(returns), abs(fills[0])))
         volume.append((symbol, traded, failed))
         by_hour[t.hour].append(failed)
         history = ended[events[0].client_id]
@@ -541,6 +544,12 @@ def test_failures_are_likelier_in_fast_thin_markets_and_after_failures() -> None
     assert len(volatility) > 1000
     fast = failure_rate_by_quintile(volatility)
     assert fast[4] > 2 * fast[0], fast
+    slippage.sort()
+    fifth = len(slippage) // 5
+    calm_fills = [s for _, s in slippage[:fifth]]
+    fast_fills = [s for _, s in slippage[-fifth:]]
+    assert statistics.mean(fast_fills) > 2 * statistics.mean(calm_fills)
+    assert statistics.median(fast_fills) > statistics.median(calm_fills)
     # Volume differs by symbol: compare each sample's with its symbol's median.
     medians = {
         s: statistics.median(v for symbol, v, _ in volume if symbol == s) for s, _, _ in volume
