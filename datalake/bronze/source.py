@@ -291,7 +291,8 @@ def _parse_segment(dataset: Dataset, segment: bytes, longest: int) -> pa.RecordB
         table = parse(typed)
     except pa.ArrowInvalid:
         # A value the exact type cannot hold: read the typed columns as text, check each.
-        table = parse({n: t if t == pa.string() else pa.string() for n, t in typed.items()})
+        # (PostgreSQL writes booleans as t/f only, which the text cast would not know.)
+        table = parse({n: t if t == pa.bool_() else pa.string() for n, t in typed.items()})
     columns = []
     for name, (column, dtype) in zip(names, dataset.columns, strict=True):
         values = table[name].combine_chunks()
