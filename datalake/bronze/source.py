@@ -383,6 +383,24 @@ def _uuid_text(value: Any) -> Any:
     return _python_value(value)
 
 
+def _strings_one_by_one(values: list[Any], column: str) -> tuple[pa.Array, pa.Array]:
+    """Return (texts, reasons) for a text column holding other types (SQLite stores any
+    type in any column): bytes that are UTF-8 and numbers become text, the rest a reason."""
+    texts, reasons = [], []
+    for value in values:
+        reason = None
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                value, reason = None, f"{column}: {value!r} is not a string"
+        elif value is not None and not isinstance(value, str):
+            value = str(value)
+        texts.append(value)
+        reasons.append(reason)
+    return pa.array(texts, pa.string()), pa.array(reasons, pa.string())
+
+
 def _iterator_column(
     values: list[Any], dtype: pa.DataType, column: str, uuid_column: bool
 ) -> tuple[pa.Array, pa.Array | None]:
@@ -404,7 +422,11 @@ def _iterator_column(
         return pa.array(moments, dtype), reasons
     if dtype == pa.string():
         convert = _uuid_text if uuid_column else _python_value
-        return pa.array([convert(v) for v in values], dtype), None
+        strings = [convert(v) for v in values]
+        try:
+            return pa.array(strings, dtype), None
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return _strings_one_by_one(strings, column)
     try:
         return pa.array(values, dtype), None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -298,3 +298,16 @@ def test_an_error_inside_copy_leaves_this_connection_usable(lake, require_postgr
     assert raw_sql("SELECT 1") == [(1,)]
     assert lock_is_free("bronze.export.events")
     assert export_dataset("events").rows == 300
+
+
+def test_sqlite_blobs_in_a_text_column_are_text_or_quarantined(lake, is_postgres):
+    if is_postgres:
+        pytest.skip("PostgreSQL's text columns hold only text")
+    factories.events(factories.operation(), range(1, 4))
+    raw_sql("UPDATE stop_events SET error_message = X'c3a9e282ac' WHERE event_seq = 1")
+    raw_sql("UPDATE stop_events SET error_message = X'ff00fe' WHERE event_seq = 2")
+    result = export_dataset("events")
+    assert (result.rows, result.rejected, result.cursor_end) == (2, 1, 3)
+    assert [r["error_message"] for r in bronze_rows(lake, "events")] == ["é€", None]
+    (rejected,) = read_lake(lake, "quarantine/events/").to_pylist()
+    assert rejected["_reject_reason"] == "error_message: b'\\xff\\x00\\xfe' is not a string"

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from datalake.bronze.contracts import REASON_COLUMN, check
-from datalake.bronze.schemas import EVENTS, MONEY, SLIPPAGE, TIMESTAMP
+from datalake.bronze.exporter import split_by_partition
+from datalake.bronze.schemas import EVENTS, MONEY, ORDERS, SLIPPAGE, TIMESTAMP
 from datalake.bronze.source import (
     copy_unescape,
     decimal_from_text,
@@ -152,3 +153,23 @@ def test_check_keeps_the_readers_reason_first():
     assert kept.column_names == EVENTS.schema.names
     assert kept["event_seq"].to_pylist() == [1]
     assert rejected[REASON_COLUMN].to_pylist() == ["quantity: 'NaN' is not a decimal(20,8)"]
+
+
+def test_a_row_without_partition_values_is_split_to_unknown():
+    """A quarantined row may have lost its partition value; it must not stop the batch."""
+    empty = {name: None for name in ORDERS.schema.names}
+    moment = datetime(2024, 12, 27, tzinfo=UTC)
+    table = pa.Table.from_pylist(
+        [
+            dict(empty, id=1, client_id=None, created_at=moment),
+            dict(empty, id=2, client_id=3, created_at=None),
+            dict(empty, id=3, client_id=3, created_at=moment),
+        ],
+        ORDERS.schema,
+    )
+    parts = [(key, part["id"].to_pylist()) for key, part in split_by_partition(ORDERS, table)]
+    assert parts == [
+        ("client_id=3/date=2024-12-27", [3]),
+        ("client_id=3/date=unknown", [2]),
+        ("client_id=unknown/date=2024-12-27", [1]),
+    ]
