@@ -338,9 +338,14 @@ def _read_copy(source: Source, qs: QuerySet) -> pa.Table:
             if rows:
                 batches.append(_parse_segment(dataset, b"".join(rows), longest))
     except BaseException:
-        if raw.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
-            # The COPY could not be ended: drop the connection rather than leave it
-            # mid-COPY (the server then ends the session and releases its locks).
+        if (
+            raw.broken
+            or raw.closed
+            or raw.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
+        ):
+            # The session died, or its COPY could not be ended: drop the connection
+            # (the server releases the session's locks), and Django opens a new one
+            # for recording the failure.
             connection.close()
         raise
     return pa.Table.from_batches(batches, schema=row_schema(dataset))

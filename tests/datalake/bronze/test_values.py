@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from api.models import StopEvent
 from datalake.bronze import source as bronze_source
@@ -211,13 +211,18 @@ def test_json_is_kept_as_the_database_stores_it(lake):
         assert '"a JSON string"' in texts
 
 
-def lock_is_free(name: str) -> bool:
-    """Return whether another session can take the advisory lock `name` now."""
+def lock_connection() -> psycopg.Connection:
+    """Return a second session on the test database, outside Django."""
     db = connection.settings_dict
-    with psycopg.connect(
+    return psycopg.connect(
         host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"],
         password=db["PASSWORD"] or None, autocommit=True,
-    ) as other:  # fmt: skip
+    )  # fmt: skip
+
+
+def lock_is_free(name: str) -> bool:
+    """Return whether another session can take the advisory lock `name` now."""
+    with lock_connection() as other:
         key = _advisory_key(name)
         taken = other.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
         other.execute("SELECT pg_advisory_unlock(%s)", [key])
@@ -311,3 +316,31 @@ def test_sqlite_blobs_in_a_text_column_are_text_or_quarantined(lake, is_postgres
     assert [r["error_message"] for r in bronze_rows(lake, "events")] == ["é€", None]
     (rejected,) = read_lake(lake, "quarantine/events/").to_pylist()
     assert rejected["_reject_reason"] == "error_message: b'\\xff\\x00\\xfe' is not a string"
+
+
+def test_a_connection_killed_inside_copy_fails_the_run_and_frees_the_lock(
+    lake, require_postgres, monkeypatch
+):
+    """The server ends the session mid-COPY: the run is still recorded FAILED."""
+    # Enough rows that the server is still sending when its session is ended.
+    factories.events(factories.operation(), range(1, 20_001), step=timedelta(milliseconds=1))
+    read = psycopg.Copy.read
+    calls = {"n": 0}
+
+    def read_then_get_killed(self):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            with lock_connection() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [self.connection.info.backend_pid])
+        return read(self)
+
+    monkeypatch.setattr(psycopg.Copy, "read", read_then_get_killed)
+    with pytest.raises((DatabaseError, psycopg.Error), match="terminating connection"):
+        export_dataset("events")
+    assert calls["n"] > 100  # the session ended during the COPY
+    monkeypatch.setattr(psycopg.Copy, "read", read)
+    run = JobRun.objects.get()
+    assert run.status == JobRun.Status.FAILED
+    assert "terminating connection" in run.error
+    assert lock_is_free("bronze.export.events")
+    assert export_dataset("events").rows == 20_000
