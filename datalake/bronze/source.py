@@ -176,7 +176,11 @@ def decimal_from_text(
     if dtype.precision - dtype.scale < 1:
         ok = pc.and_(ok, pc.match_substring_regex(values, r"^[+-]?0*(\.|$)"))
     values, reasons = _with_reasons(values, pc.invert(ok), column, dtype)
-    return values.cast(dtype), reasons
+    try:
+        return values.cast(dtype), reasons
+    except pa.ArrowInvalid:  # a form the pattern let through but Arrow does not read
+        values, more = _cast_one_by_one(values, dtype, column)
+        return values, pc.coalesce(reasons, more)
 
 
 def epoch_us_from_text(
@@ -184,7 +188,7 @@ def epoch_us_from_text(
 ) -> tuple[pa.Array, pa.Array]:
     """Return (timestamps, reasons) from epoch microseconds as text; anything else is
     null with a reason (PostgreSQL's 'infinity', a date beyond Arrow's range)."""
-    ok = pc.match_substring_regex(values, r"^-?[0-9]{1,18}$")
+    ok = pc.match_substring_regex(values, r"^-?[0-9]{1,19}$")
     values, reasons = _with_reasons(values, pc.invert(ok), column, dtype)
     return values.cast(pa.int64()).cast(dtype), reasons
 
@@ -196,7 +200,13 @@ def value_from_text(values: pa.Array, dtype: pa.DataType, column: str) -> tuple[
     try:
         return values.cast(dtype), pa.nulls(len(values), pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+        return _cast_one_by_one(values, dtype, column)
+
+
+def _cast_one_by_one(
+    values: pa.Array, dtype: pa.DataType, column: str
+) -> tuple[pa.Array, pa.Array]:
+    """Return (values of `dtype`, reasons), trying each text alone: the slow path."""
     fits = []
     for value in values.to_pylist():
         try:
