@@ -18,9 +18,14 @@ def check(dataset: Dataset, table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Return (rows that keep the dataset's contract, rejected rows with `_reject_reason`).
 
     The first broken rule names the reason; no row is dropped: every input row is in
-    exactly one of the two tables.
+    exactly one of the two tables. A `_reject_reason` column already in `table` (a value
+    the reader could not hold in the bronze type) comes first.
     """
-    reasons = pa.nulls(table.num_rows, pa.string())
+    if REASON_COLUMN in table.column_names:
+        reasons = table[REASON_COLUMN]
+        table = table.drop_columns([REASON_COLUMN])
+    else:
+        reasons = pa.nulls(table.num_rows, pa.string())
     for name in dataset.required:
         reasons = _first_reason(reasons, pc.is_null(table[name]), f"{name}: required, is null")
     for name, allowed in dataset.enums.items():

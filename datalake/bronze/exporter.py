@@ -110,8 +110,11 @@ class PlannedFile:
 
 def partition_keys(dataset: Dataset, table: pa.Table) -> pa.Array:
     """Return each row's partition path, e.g. `client_id=3/date=2024-12-27`."""
+    # A null partition value (only a quarantined row can have one) goes to `unknown`.
     parts = [
-        pc.binary_join_element_wise(f"{name}=", pc.cast(table[name], pa.string()), "")
+        pc.binary_join_element_wise(
+            f"{name}=", pc.fill_null(pc.cast(table[name], pa.string()), "unknown"), ""
+        )
         for name in dataset.partition_by
     ]
     dates = pc.cast(pc.cast(table[dataset.time_column], pa.date32()), pa.string())
