@@ -18,7 +18,7 @@ def iso_date(value: str) -> date:
     try:
         day = date.fromisoformat(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD ({exc})") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD): {exc}") from None
     if day > LAST_DAY:
         raise argparse.ArgumentTypeError(f"{value!r} is too late; the last day is {LAST_DAY}")
     return day
@@ -30,8 +30,8 @@ def iso_moment(value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not an ISO date or date-time, e.g. 2024-12-27 or"
-            f" 2024-12-27T10:00:00+00:00 ({exc})"
+            f"{value!r} is not a date or date-time (ISO 8601, e.g. 2024-12-27 or"
+            f" 2024-12-27T10:00:00+00:00): {exc}"
         ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)

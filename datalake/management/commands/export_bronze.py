@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from datalake.bronze.exporter import BronzeExporter, export_dataset
 from datalake.bronze.schemas import DATASETS
-from datalake.bronze.verify import verify_dataset
-from datalake.management.arguments import iso_moment, positive_int
+from datalake.bronze.verify import verify_and_record
+from datalake.management.arguments import iso_moment
 from datalake.models import JobRun
 from datalake.storage import get_storage
 from datalake.storage.base import StorageError
@@ -31,9 +31,7 @@ class Command(BaseCommand):
             help="first export only: start at this date (YYYY-MM-DD) or ISO date-time",
         )  # fmt: skip
         parser.add_argument("--dry-run", action="store_true", help="say what would be exported")
-        parser.add_argument(
-            "--batch-size", type=positive_int, help="rows per batch (default 100000)"
-        )
+        parser.add_argument("--batch-size", type=int, help="rows per batch (default 100000)")
         parser.add_argument("--verify", action="store_true", help="check bronze, export nothing")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,6 +42,8 @@ class Command(BaseCommand):
             raise CommandError(f"--until {until.isoformat()} is in the future")
         if until and since and since >= until:
             raise CommandError("--since must be before --until")
+        if options["batch_size"] is not None and options["batch_size"] <= 0:
+            raise CommandError("--batch-size must be a positive number of rows")
         try:
             storage = get_storage()
             if options["verify"]:
@@ -68,11 +68,11 @@ class Command(BaseCommand):
     def verify(self, datasets, storage) -> None:
         failed = []
         for name in datasets:
-            report = verify_dataset(name, storage)
+            run, report = verify_and_record(name, storage)
             verdict = "OK" if report.ok else "PROBLEMS"
             self.stdout.write(
                 f"{name}: {verdict} — {report.files} files, {report.rows} rows,"
-                f" {report.quarantined} quarantined"
+                f" {report.quarantined} quarantined (run {run.pk})"
             )
             for problem in report.problems:
                 self.stdout.write(f"  - {problem}")
