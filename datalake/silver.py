@@ -126,7 +126,8 @@ def run_silver(
                 )
                 after = 0 if full or last is None else int(last.cursor_end)
                 new = new_bronze(job.incremental_from, after)
-                run.cursor_start, run.cursor_end = str(after), str(new.newest)
+                # The export batches consumed: after `after` (none: all) up to `newest`.
+                run.cursor_start, run.cursor_end = str(after or ""), str(new.newest)
                 run.save(update_fields=["cursor_start", "cursor_end"])
                 if after and not new.dates:
                     sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from api.models import StopEvent
-from datalake.models import JobRun, QualityCheck
+from datalake.models import ExportBatch, JobRun, QualityCheck
 from datalake.silver import run_silver
 from datalake.spark.runner import SparkJobFailed, run_job
 from datalake.storage import get_storage
@@ -132,6 +132,13 @@ def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_wou
     assert run.spark_app_id.startswith("local-")
     assert run.rows_out == len(expected_executions())
     assert silver_executions(demo_lake) == expected_executions()
+    # What it wrote: the published files and their bytes; what it consumed: the batches.
+    published = visible_parquet_keys(demo_lake, "silver/stop_executions/")
+    assert run.files_written == len(published) > 0
+    assert run.bytes_written == sum(demo_lake.stat(k).size for k in published)
+    newest = ExportBatch.objects.filter(dataset="events").latest("pk").pk
+    assert (run.cursor_start, run.cursor_end) == ("", str(newest))
+    assert run.cursor_summary == f"all export batches, up to #{newest}"
     checks = QualityCheck.objects.filter(run=run)
     assert checks.exists()
     assert all(c.passed for c in checks)
@@ -153,6 +160,7 @@ def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_wou
         daily = run_silver(job)
         assert daily.status == JobRun.Status.SUCCEEDED, (job, daily.error)
         assert "2024-12-23" in daily.parameters["dates"], job
+        assert int(daily.cursor_end) > int(daily.cursor_start) > 0, job
         # stop_executions is given the exact new files (the batches' manifests).
         assert ("new_files" in daily.parameters) == (job == "silver.stop_executions")
     assert silver_executions(demo_lake) == expected_executions()
