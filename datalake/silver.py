@@ -154,10 +154,6 @@ def run_silver(
     return run
 
 
-def date_range(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 class PartitionsExist(Exception):
     """The backfill would replace partitions and --overwrite was not given."""
 

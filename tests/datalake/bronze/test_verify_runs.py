@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from datalake.bronze.exporter import export_dataset
 from datalake.bronze.verify import CHECKS
-from datalake.models import JobRun
+from datalake.models import ExportCursor, JobRun
 from tests import factories
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -26,10 +26,8 @@ def test_verify_records_a_run_per_dataset_with_its_checks(lake, tmp_path, capsys
     events = runs["bronze.verify.events"]
     assert (events.layer, events.dataset, events.status) == ("bronze", "events", "SUCCEEDED")
     assert events.rows_in == 4
-    assert events.parameters == {
-        "files_checked": 2,
-        "up_to_cursor": events.parameters["up_to_cursor"],
-    }
+    watermark = ExportCursor.objects.get(dataset="events").high_watermark
+    assert events.parameters == {"files_checked": 2, "up_to_cursor": watermark}
     assert checks_of(events) == dict.fromkeys(CHECKS, True)
     assert (
         f"events: OK — 2 files, 4 rows, 0 quarantined (run {events.pk})" in capsys.readouterr().out
