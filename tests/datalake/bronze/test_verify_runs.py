@@ -9,7 +9,7 @@ from datalake.bronze.verify import CHECKS
 from datalake.models import ExportCursor, JobRun
 from tests import factories
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def checks_of(run: JobRun) -> dict[str, bool]:
