@@ -6,7 +6,18 @@ from datalake.models import JobRun, QualityCheck
 class ChildRunInline(admin.TabularInline):
     model = JobRun
     fk_name = "parent"
-    fields = ("job_name", "dataset", "status", "started_at", "finished_at", "rows_out", "error")
+    fields = (
+        "job_name",
+        "dataset",
+        "status",
+        "interval_start",
+        "started_at",
+        "finished_at",
+        "rows_out",
+        "files_written",
+        "bytes_written",
+        "error",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -43,6 +54,7 @@ class JobRunAdmin(admin.ModelAdmin):
         "rows_out",
         "rows_rejected",
         "files_written",
+        "bytes_written",
     )
     list_filter = ("status", "job_name", "layer", "dataset", "trigger")
     search_fields = ("job_name", "dataset", "error")
@@ -57,7 +69,15 @@ class JobRunAdmin(admin.ModelAdmin):
         ),
         (
             "Data range",
-            {"fields": ("interval_start", "interval_end", "cursor_start", "cursor_end")},
+            {
+                "fields": (
+                    "interval_start",
+                    "interval_end",
+                    "cursor_summary",
+                    "cursor_start",
+                    "cursor_end",
+                )
+            },
         ),
         ("Parameters", {"fields": ("parameters",)}),
         ("Outcome", {"fields": ("error", "host", "pid", "spark_app_id", "log_file")}),
@@ -77,7 +97,7 @@ class JobRunAdmin(admin.ModelAdmin):
         return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields] + ["duration_display"]
+        return [f.name for f in self.model._meta.fields] + ["duration_display", "cursor_summary"]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -18,7 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "SPARK_DEPLOY_MODE": "client",
     "SPARK_DRIVER_MEMORY": "2g",
     "SPARK_EXECUTOR_MEMORY": "2g",
-    "SPARK_SUBMIT": "spark-submit",
+    # None: the spark-submit of the installed pyspark (datalake/spark/submit.py).
+    "SPARK_SUBMIT": None,
     "SPARK_CONF": {},
     # Class-data archive of the driver JVM (datalake/spark/classdata.py): None for
     # <WORK_DIR>/spark/classes, "off" for none.

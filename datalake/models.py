@@ -110,6 +110,24 @@ class JobRun(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
+    @property
+    def cursor_summary(self) -> str:
+        """Return what the run consumed, in words.
+
+        A silver run's cursor is the id of the last bronze export batch it consumed (its
+        daily increment starts after it); a bronze export's is the source cursor value.
+        """
+        start, end = self.cursor_start, self.cursor_end
+        if not start and not end:
+            return "-"
+        if self.layer != self.Layer.SILVER or not end.isdigit():
+            return f"{start or '-'} → {end or '-'}"
+        if not start:
+            return f"all export batches, up to #{end}"
+        if start == end:
+            return f"no export batch after #{end}"
+        return f"export batches #{int(start) + 1} to #{end}"
+
     def finish(self, status: str, *, error: str = "", **counters: Any) -> None:
         """Close the run with `status`, recording counters such as rows_out."""
         for name, value in counters.items():

@@ -126,7 +126,8 @@ def run_silver(
                 )
                 after = 0 if full or last is None else int(last.cursor_end)
                 new = new_bronze(job.incremental_from, after)
-                run.cursor_start, run.cursor_end = str(after), str(new.newest)
+                # The export batches consumed: after `after` (none: all) up to `newest`.
+                run.cursor_start, run.cursor_end = str(after or ""), str(new.newest)
                 run.save(update_fields=["cursor_start", "cursor_end"])
                 if after and not new.dates:
                     sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
@@ -153,28 +154,74 @@ def run_silver(
     return run
 
 
-def date_range(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 class PartitionsExist(Exception):
     """The backfill would replace partitions and --overwrite was not given."""
 
 
-def existing_partitions(output: str, start: date, end: date) -> list[str]:
-    """Return the partitions of `output` whose date lies in [start, end]."""
+def partition_of(key: str) -> tuple[str, str] | None:
+    """Return (partition path, date) of a dataset's data file key, or None if it is not one.
+
+    `silver/x/client_id=1/date=2024-03-01/part-0.parquet` gives
+    ("client_id=1/date=2024-03-01", "2024-03-01"); files under `_`/`.` directories and
+    files outside a `date=` partition are not data of a date.
+    """
+    parts = key.split("/")[2:-1]
+    if any(p.startswith(("_", ".")) for p in parts):
+        return None
+    dates = [p.removeprefix("date=") for p in parts if p.startswith("date=")]
+    return ("/".join(parts), dates[0]) if dates else None
+
+
+def _partitions_in_range(dataset: str, start: date, end: date) -> dict[str, str]:
     from datalake.storage import get_storage
 
-    layer, name = output.split(".", 1)
-    found = set()
+    layer, name = dataset.split(".", 1)
+    first, last = start.isoformat(), end.isoformat()
+    found = {}
     for info in get_storage().list(f"{layer}/{name}/"):
-        parts = info.key.split("/")[2:-1]
-        if any(p.startswith(("_", ".")) for p in parts):
-            continue
-        dates = [p.removeprefix("date=") for p in parts if p.startswith("date=")]
-        if dates and start.isoformat() <= dates[0] <= end.isoformat():
-            found.add("/".join(parts))
-    return sorted(found)
+        partition = partition_of(info.key)
+        if partition and first <= partition[1] <= last:
+            found[partition[0]] = partition[1]
+    return found
+
+
+def existing_partitions(output: str, start: date, end: date) -> list[str]:
+    """Return the partitions of `output` whose date lies in [start, end]."""
+    return sorted(_partitions_in_range(output, start, end))
+
+
+def input_dates(input_name: str, start: date, end: date) -> list[date]:
+    """Return the dates in [start, end] on which `input_name` has data files (one listing)."""
+    days = set(_partitions_in_range(input_name, start, end).values())
+    return sorted(date.fromisoformat(day) for day in days)
+
+
+def chunk_dates(days: list[date], size: int) -> list[list[date]]:
+    """Split sorted `days` into runs of at most `size` dates, in order.
+
+    A chunk may span dates without input: the job reads only the partitions that exist,
+    so an empty date inside a chunk costs nothing, while a spark-submit costs seconds.
+    """
+    return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+def empty_stretches(start: date, end: date, days: list[date]) -> list[tuple[date, date]]:
+    """Return the maximal [first, last] stretches of [start, end] that hold none of `days`."""
+    stretches = []
+    first = start
+    for day in [*sorted(days), end + timedelta(days=1)]:
+        if day > first:
+            stretches.append((first, day - timedelta(days=1)))
+        first = max(first, day + timedelta(days=1))
+    return stretches
+
+
+def _per_date(by_partition: dict[str, int]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for partition, value in by_partition.items():
+        day = next((p[5:] for p in partition.split("/") if p.startswith("date=")), "")
+        totals[day] = totals.get(day, 0) + int(value)
+    return totals
 
 
 def backfill(
@@ -189,7 +236,11 @@ def backfill(
     timeout: float | None = None,
     progress=lambda line: None,
 ) -> JobRun:
-    """Recompute `output` for [start, end] from `input_name`, one child run per date."""
+    """Recompute `output` for [start, end] from `input_name`, one child run per date.
+
+    Only the dates on which the input has data are submitted to Spark, `chunk_days` of
+    them per spark-submit; each stretch of dates without input is one SKIPPED child run.
+    """
     job = resolve_output(output)
     if input_name not in job.inputs:
         raise UnknownDataset(
@@ -197,6 +248,8 @@ def backfill(
         )
     if end < start:
         raise ValueError(f"--end-date {end} is before --start-date {start}")
+    if end >= date.max:
+        raise ValueError(f"--end-date must be before {date.max}")
     if chunk_days < 1:
         raise ValueError("--chunk-days must be at least 1")
     existing = existing_partitions(output, start, end)
@@ -205,59 +258,31 @@ def backfill(
             f" and {len(existing) - 10} more" if len(existing) > 10 else ""
         )
         raise PartitionsExist(f"{output} already has {len(existing)} partitions in range: {shown}")
+    days = input_dates(input_name, start, end)
+    chunks = chunk_dates(days, chunk_days)
     parent = JobRun.objects.start(
         "backfill",
         layer=JobRun.Layer.SILVER,
         dataset=output.split(".", 1)[1],
         trigger=trigger,
         parameters={"start_date": str(start), "end_date": str(end), "input": input_name,
-                    "output": output, "overwrite": overwrite, "chunk_days": chunk_days},
+                    "output": output, "overwrite": overwrite, "chunk_days": chunk_days,
+                    "dates_with_input": len(days), "spark_submits": len(chunks)},
         interval_start=_midnight(start),
         interval_end=_midnight(end + timedelta(days=1)),
     )  # fmt: skip
-    days = date_range(start, end)
     failures = []
     try:
         with exclusive(f"spark.{job.name}"):
-            for i in range(0, len(days), chunk_days):
-                chunk = days[i : i + chunk_days]
-                children = [
-                    JobRun.objects.start(
-                        job.name,
-                        layer=JobRun.Layer.SILVER,
-                        dataset=parent.dataset,
-                        trigger=trigger,
-                        parent=parent,
-                        parameters={"date": str(day)},
-                        interval_start=_midnight(day),
-                        interval_end=_midnight(day + timedelta(days=1)),
-                    )
-                    for day in chunk
-                ]
-                args = [
-                    "--start-date",
-                    str(chunk[0]),
-                    "--end-date",
-                    str(chunk[-1]),
-                    "--output",
-                    output,
-                ]
-                if overwrite:
-                    args.append("--overwrite")
-                outcome = run_job(job.name, args, run=children[0], timeout=timeout)
-                rows = _rows_per_date(outcome.result)
-                first = children[0]
-                for day, child in zip(chunk, children, strict=True):
-                    if child is not first:
-                        child.spark_app_id, child.log_file = first.spark_app_id, first.log_file
-                        child.finish(first.status, error=first.error)
-                    child.rows_out = rows.get(str(day), 0)
-                    child.save(update_fields=["rows_out", "spark_app_id", "log_file"])
-                    progress(f"{day}  {child.status:<9} {child.rows_out:>10} rows")
-                parent.rows_out += sum(rows.values())
-                parent.rows_in += first.rows_in
-                if not outcome.ok:
-                    failures.append(f"{chunk[0]}..{chunk[-1]}: {first.error.splitlines()[0]}")
+            for first_day, last_day in empty_stretches(start, end, days):
+                _skip_stretch(parent, job, input_name, first_day, last_day, progress)
+            if not days:
+                parent.skip(f"no {input_name} data in {start}..{end}: nothing to recompute")
+                return parent
+            for chunk in chunks:
+                error = _backfill_chunk(parent, job, chunk, output, overwrite, timeout, progress)
+                if error:
+                    failures.append(f"{chunk[0]}..{chunk[-1]}: {error.splitlines()[0]}")
                     break
     except ConcurrentRun as exc:
         parent.skip(str(exc))
@@ -272,12 +297,87 @@ def backfill(
     return parent
 
 
-def _rows_per_date(result: dict) -> dict[str, int]:
-    rows: dict[str, int] = {}
-    for partition, count in result.get("partition_rows", {}).items():
-        day = next((p[5:] for p in partition.split("/") if p.startswith("date=")), "")
-        rows[day] = rows.get(day, 0) + int(count)
-    return rows
+def _skip_stretch(
+    parent: JobRun, job: SilverJob, input_name: str, first: date, last: date, progress
+) -> None:
+    """Record dates without input as one SKIPPED child run: no Spark, no write."""
+    count = (last - first).days + 1
+    child = JobRun.objects.start(
+        job.name,
+        layer=JobRun.Layer.SILVER,
+        dataset=parent.dataset,
+        trigger=parent.trigger,
+        parent=parent,
+        parameters={"start_date": str(first), "end_date": str(last), "dates": count},
+        interval_start=_midnight(first),
+        interval_end=_midnight(last + timedelta(days=1)),
+    )
+    child.skip(f"no {input_name} data on these {count} date(s)")
+    span = f"{first}" if count == 1 else f"{first}..{last}"
+    progress(f"{span}  {child.status:<9} no input ({count} dates)")
+
+
+def _backfill_chunk(
+    parent: JobRun,
+    job: SilverJob,
+    chunk: list[date],
+    output: str,
+    overwrite: bool,
+    timeout: float | None,
+    progress,
+) -> str:
+    """Run one spark-submit for `chunk`, one child run per date; return its error, if any.
+
+    The spark-submit is recorded on the first date's run (input rows, checks, log);
+    every date's run gets the rows, files and bytes published in its partitions.
+    """
+    children = [
+        JobRun.objects.start(
+            job.name,
+            layer=JobRun.Layer.SILVER,
+            dataset=parent.dataset,
+            trigger=parent.trigger,
+            parent=parent,
+            parameters={"date": str(day), "spark_submit_dates": f"{chunk[0]}..{chunk[-1]}"},
+            interval_start=_midnight(day),
+            interval_end=_midnight(day + timedelta(days=1)),
+        )
+        for day in chunk
+    ]
+    first = children[0]
+    args = ["--start-date", str(chunk[0]), "--end-date", str(chunk[-1]), "--output", output]
+    if overwrite:
+        args.append("--overwrite")
+    try:
+        outcome = run_job(job.name, args, run=first, timeout=timeout)
+    except BaseException as exc:
+        for child in children:
+            if child.status == JobRun.Status.RUNNING:
+                child.fail(first.error or f"{type(exc).__name__}: {exc}")
+        raise
+    result = outcome.result
+    rows = _per_date(result.get("partition_rows", {}))
+    files = _per_date(result.get("partition_files", {}))
+    sizes = _per_date(result.get("partition_bytes", {}))
+    published = result.get("published", False)
+    for day, child in zip(chunk, children, strict=True):
+        key = str(day)
+        child.rows_out = rows.get(key, 0) if published else 0
+        child.files_written = files.get(key, 0)
+        child.bytes_written = sizes.get(key, 0)
+        if child is not first:
+            child.spark_app_id, child.log_file = first.spark_app_id, first.log_file
+            child.finish(first.status, error=first.error)
+        else:
+            child.save(update_fields=["rows_out", "files_written", "bytes_written"])
+        progress(f"{day}  {child.status:<9} {child.rows_out:>10} rows")
+    parent.rows_in += first.rows_in
+    for counter in ("rows_out", "files_written", "bytes_written"):
+        setattr(
+            parent, counter, getattr(parent, counter) + sum(getattr(c, counter) for c in children)
+        )
+    parent.save(update_fields=["rows_in", "rows_out", "files_written", "bytes_written"])
+    return "" if outcome.ok else first.error
 
 
 def _midnight(day: date):

@@ -19,7 +19,14 @@ from datalake.conf import app_settings
 from datalake.models import JobRun, QualityCheck
 from datalake.redaction import redact_text
 from datalake.spark.classdata import ClassArchive, class_archive
-from datalake.spark.submit import SubmitConfig, build_command, lake_conf, package_jobs
+from datalake.spark.submit import (
+    SparkSubmitNotFound,
+    SubmitConfig,
+    build_command,
+    default_spark_submit,
+    lake_conf,
+    package_jobs,
+)
 from datalake.storage import get_storage
 
 logger = logging.getLogger(__name__)
@@ -48,8 +55,9 @@ class SparkOutcome:
 
 
 def submit_config() -> SubmitConfig:
+    """Return the spark-submit settings; raise SparkSubmitNotFound if there is none to run."""
     return SubmitConfig(
-        spark_submit=app_settings.SPARK_SUBMIT,
+        spark_submit=default_spark_submit(app_settings.SPARK_SUBMIT),
         master=app_settings.SPARK_MASTER,
         deploy_mode=app_settings.SPARK_DEPLOY_MODE,
         driver_memory=app_settings.SPARK_DRIVER_MEMORY,
@@ -100,7 +108,11 @@ def run_script(
         endpoint_url=app_settings.S3_ENDPOINT_URL,
         addressing_style=app_settings.S3_ADDRESSING_STYLE,
     )
-    config = submit_config()
+    try:
+        config = submit_config()
+    except SparkSubmitNotFound as exc:
+        run.fail(str(exc))
+        raise
     archive = driver_class_archive(config)
     if archive is not None and archive.partial is not None:
         logger.info("no class-data archive yet: this run writes %s at its exit", archive.path)
@@ -124,14 +136,20 @@ def run_script(
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     app_id: list[str] = []
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if stdout_sink else subprocess.STDOUT,
-            env=env,
-            text=True,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if stdout_sink else subprocess.STDOUT,
+                env=env,
+                text=True,
+                start_new_session=True,
+            )
+        except OSError as exc:  # removed or made unexecutable since it was found
+            if archive is not None:
+                archive.finish(succeeded=False)
+            run.fail(f"cannot run {command[0]}: {exc.strerror}")
+            raise SparkSubmitNotFound(run.error) from None
 
         def pump(stream, sink) -> None:
             for line in stream:
@@ -207,6 +225,7 @@ def record(run: JobRun, outcome: SparkOutcome, timeout: float | None) -> None:
     run.rows_in = sum(result.get("inputs", {}).values())
     run.rows_out = sum(result.get("outputs", {}).values())
     run.files_written = int(result.get("files", 0))
+    run.bytes_written = int(result.get("bytes", 0))
     QualityCheck.objects.bulk_create(
         QualityCheck(
             run=run,

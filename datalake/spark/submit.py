@@ -1,9 +1,70 @@
 """Build spark-submit command lines: pure functions, no Django, no pyspark."""
 
 import hashlib
+import importlib.util
+import os
+import shutil
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+class SparkSubmitNotFound(Exception):
+    """No spark-submit to run: the configured one is missing, or none was found."""
+
+
+def pyspark_spark_submit() -> Path | None:
+    """Return the spark-submit that ships in the installed pyspark wheel, if any."""
+    try:
+        spec = importlib.util.find_spec("pyspark")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "spark-submit"
+
+
+def find_spark_submit(
+    configured: str | None, *, bundled: Path | None, interpreter: str, path: str | None
+) -> str:
+    """Return the spark-submit to run.
+
+    `configured` (the SPARK_SUBMIT setting) wins: a path, or a name looked up on `path`.
+    Otherwise the one in the pyspark wheel (`bundled`, matching the installed pyspark),
+    then the one next to `interpreter` (a virtualenv's bin, even when not activated), then
+    `spark-submit` on `path`. Raise SparkSubmitNotFound saying what was tried.
+    """
+    if configured:
+        found = shutil.which(configured, path=path) if os.sep not in configured else configured
+        if found and os.path.isfile(found) and os.access(found, os.X_OK):
+            return found
+        raise SparkSubmitNotFound(
+            f"SPARK_SUBMIT={configured} is not an executable file"
+            + ("" if os.sep in configured else " on PATH")
+        )
+    candidates = [bundled, Path(interpreter).parent / "spark-submit"]
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    on_path = shutil.which("spark-submit", path=path)
+    if on_path:
+        return on_path
+    raise SparkSubmitNotFound(
+        f"no spark-submit found: pyspark is not installed for {interpreter} and"
+        " spark-submit is not on PATH; install the requirements or set SPARK_SUBMIT"
+        " to the spark-submit to use"
+    )
+
+
+def default_spark_submit(configured: str | None) -> str:
+    """Return the spark-submit to run for this process (see `find_spark_submit`)."""
+    return find_spark_submit(
+        configured,
+        bundled=pyspark_spark_submit(),
+        interpreter=sys.executable,
+        path=os.environ.get("PATH"),
+    )
 
 
 @dataclass(frozen=True)

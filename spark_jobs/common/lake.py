@@ -119,3 +119,21 @@ class LakeFS:
         """Return which of the ``wanted`` partitions already exist under ``uri``."""
         present = set(self.partitions(uri, columns))
         return sorted(p for p in wanted if p in present)
+
+    def data_files(self, uri: str) -> dict[str, int]:
+        """Return the size in bytes of every data file under ``uri``, by path relative to it.
+
+        One recursive listing (on S3, list calls only, no request per file).
+        """
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return {}
+        root = fs.getFileStatus(path).getPath().toUri().getPath().rstrip("/") + "/"
+        found: dict[str, int] = {}
+        listing = fs.listFiles(path, True)
+        while listing.hasNext():
+            status = listing.next()
+            relative = status.getPath().toUri().getPath().removeprefix(root)
+            if all(is_data_name(part) for part in relative.split("/")):
+                found[relative] = int(status.getLen())
+        return found

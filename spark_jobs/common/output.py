@@ -99,7 +99,6 @@ def write_checked(
         )
     report.partition_rows = dict(sorted(partition_rows.items()))
     report.outputs[output.dataset] = sum(partition_rows.values())
-    report.files = len(staged_frame.inputFiles())
     report.checks = [r.as_dict() for r in results]
     report.seconds["checks"] = round(time.monotonic() - started, 3)
     failed = failed_critical(results)
@@ -108,11 +107,26 @@ def write_checked(
         raise ChecksFailed(f"critical checks failed, nothing published ({staged}): {names}")
 
     started = time.monotonic()
+    sizes = fs.data_files(staged)
     publish(fs, staged, live, aside, targets, set(written), set(existing))
     fs.delete(staging_root(config.lake_uri, config.run_id))
     report.published = True
+    record_files(report, sizes)
     report.seconds["publish"] = round(time.monotonic() - started, 3)
     log.info("published %d partition(s) of %s", len(targets), output.dataset)
+
+
+def record_files(report: Report, sizes: dict[str, int]) -> None:
+    """Count the published files and their bytes, in total and per partition.
+
+    ``sizes`` maps a path relative to the dataset (``client_id=1/date=.../part-0.parquet``)
+    to its size.
+    """
+    report.files, report.bytes = len(sizes), sum(sizes.values())
+    for path, size in sorted(sizes.items()):
+        partition = path.rpartition("/")[0]
+        report.partition_files[partition] = report.partition_files.get(partition, 0) + 1
+        report.partition_bytes[partition] = report.partition_bytes.get(partition, 0) + size
 
 
 def publish(

@@ -35,7 +35,10 @@ class Report:
     outputs: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
     partition_rows: dict[str, int] = field(default_factory=dict)
-    files: int = 0
+    files: int = 0  # data files published
+    bytes: int = 0  # their total size
+    partition_files: dict[str, int] = field(default_factory=dict)
+    partition_bytes: dict[str, int] = field(default_factory=dict)
     removed_partitions: list[str] = field(default_factory=list)
     published: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)

@@ -66,3 +66,31 @@ def test_admin_history_is_read_only_and_lists_runs(client):
     changelist_url = reverse("admin:datalake_jobrun_changelist")
     assert client.get(changelist_url + "?status__exact=FAILED").context["cl"].result_count == 0
     assert client.get(changelist_url + "?status__exact=SUCCEEDED").context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    ("layer", "start", "end", "summary"),
+    [
+        ("silver", "", "", "-"),
+        ("silver", "", "12", "all export batches, up to #12"),
+        ("silver", "12", "12", "no export batch after #12"),
+        ("silver", "12", "15", "export batches #13 to #15"),
+        ("bronze", "0", "4000", "0 → 4000"),
+        ("bronze", "4000", "", "4000 → -"),
+    ],
+)
+def test_cursor_summary_says_what_a_run_consumed(layer, start, end, summary):
+    run = JobRun(job_name=f"{layer}.x", layer=layer, cursor_start=start, cursor_end=end)
+    assert run.cursor_summary == summary
+
+
+def test_admin_shows_what_a_silver_run_consumed_and_wrote(client):
+    admin = get_user_model().objects.create_superuser("admin", "a@example.com", "pw")
+    client.force_login(admin)
+    run = JobRun.objects.start(
+        "silver.stop_executions", layer="silver", cursor_start="", cursor_end="7"
+    )
+    run.succeed(files_written=32, bytes_written=123_456)
+    detail = client.get(reverse("admin:datalake_jobrun_change", args=[run.pk]))
+    assert "all export batches, up to #7" in detail.content.decode()
+    assert b"123456" in detail.content

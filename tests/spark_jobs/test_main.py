@@ -87,6 +87,12 @@ def test_build_refuse_rerun_and_increment(spark: SparkSession, lake: Path, tmp_p
     assert result["partition_rows"] == dict.fromkeys(partitions, 1)
     assert result["files"] == 4
     assert result["published"] is True
+    # The bytes reported are the sizes of the published files, per partition and in all.
+    root = lake / "silver" / "stop_executions"
+    sizes = {p: sum(f.stat().st_size for f in (root / p).glob("*.parquet")) for p in partitions}
+    assert result["partition_bytes"] == sizes
+    assert result["bytes"] == sum(sizes.values()) > 0
+    assert result["partition_files"] == dict.fromkeys(partitions, 1)
     assert result["error"] is None
     assert {c["check"] for c in result["checks"]} >= {
         "execution_id_unique",

@@ -1,5 +1,7 @@
 """Fill the source tables with realistic, deterministic demo data."""
 
+from datetime import date
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -40,6 +42,11 @@ class Command(BaseCommand):
             )
         except DemoDataError as exc:
             raise CommandError(str(exc)) from exc
+        if config.days > (date.max - config.start_date).days:
+            raise CommandError(
+                f"--start-date {config.start_date} with --days {config.days}"
+                f" does not end before {date.max}"
+            )
         # The raw stream: Django's wrapper would append a newline to every redraw.
         stream = self.stderr._out
         with tqdm(

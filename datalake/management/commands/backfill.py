@@ -1,19 +1,12 @@
 """Recompute a silver dataset for a date range from its bronze input."""
 
-from datetime import date
-
 from django.core.management.base import BaseCommand, CommandError
 
+from datalake.management.arguments import iso_date, positive_int, positive_seconds
 from datalake.silver import PartitionsExist, UnknownDataset, backfill
 from datalake.spark.runner import SparkJobFailed
+from datalake.spark.submit import SparkSubmitNotFound
 from datalake.storage.base import StorageError
-
-
-def parse_day(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 class Command(BaseCommand):
@@ -24,20 +17,26 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--start-date", required=True, help="first date (YYYY-MM-DD)")
-        parser.add_argument("--end-date", required=True, help="last date, inclusive")
+        parser.add_argument(
+            "--start-date", required=True, type=iso_date, help="first date (YYYY-MM-DD)"
+        )
+        parser.add_argument("--end-date", required=True, type=iso_date, help="last date, inclusive")
         parser.add_argument("--input", required=True, help="input dataset, e.g. bronze.events")
         parser.add_argument(
             "--output", required=True,
             help="output dataset, e.g. silver.stop_executions or silver.stop_executions_v2",
         )  # fmt: skip
         parser.add_argument("--overwrite", action="store_true", help="replace partitions")
-        parser.add_argument("--chunk-days", type=int, default=7, help="dates per spark-submit")
-        parser.add_argument("--timeout", type=float, help="kill a chunk after this many seconds")
+        parser.add_argument(
+            "--chunk-days", type=positive_int, default=7,
+            help="at most this many dates with input per spark-submit",
+        )  # fmt: skip
+        parser.add_argument(
+            "--timeout", type=positive_seconds, help="kill a chunk after this many seconds"
+        )
 
     def handle(self, *args, **options) -> None:
-        start = parse_day(options["start_date"], "--start-date")
-        end = parse_day(options["end_date"], "--end-date")
+        start, end = options["start_date"], options["end_date"]
         try:
             run = backfill(
                 start=start,
@@ -50,6 +49,8 @@ class Command(BaseCommand):
                 progress=self.stdout.write,
             )
         except (UnknownDataset, ValueError, PartitionsExist) as exc:
+            raise CommandError(str(exc)) from exc
+        except SparkSubmitNotFound as exc:
             raise CommandError(str(exc)) from exc
         except (SparkJobFailed, StorageError) as exc:
             raise CommandError(f"backfill failed: {exc}") from exc

@@ -1,29 +1,17 @@
 """Export source tables to bronze Parquet (incremental, exactly-once)."""
 
 import sys
-from datetime import UTC, datetime, time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from datalake.bronze.exporter import BronzeExporter, export_dataset
 from datalake.bronze.schemas import DATASETS
-from datalake.bronze.verify import verify_dataset
+from datalake.bronze.verify import verify_and_record
+from datalake.management.arguments import iso_moment
 from datalake.models import JobRun
 from datalake.storage import get_storage
 from datalake.storage.base import StorageError
-
-
-def parse_moment(value: str, option: str) -> datetime:
-    """Parse an ISO date or date-time (UTC when no offset is given)."""
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value) if len(value) == 10 else None
-        if day is None:
-            raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or ISO date-time")
-        moment = datetime.combine(day, time.min)
-    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -34,8 +22,14 @@ class Command(BaseCommand):
             "--dataset", action="append", choices=sorted(DATASETS), dest="datasets",
             help="dataset to export (repeatable; default: all)",
         )  # fmt: skip
-        parser.add_argument("--until", help="export only up to this instant (UTC ISO date-time)")
-        parser.add_argument("--since", help="first export only: start at this date (YYYY-MM-DD)")
+        parser.add_argument(
+            "--until", type=iso_moment,
+            help="export only up to this instant (ISO date or date-time; UTC if no offset)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--since", type=iso_moment,
+            help="first export only: start at this date (YYYY-MM-DD) or ISO date-time",
+        )  # fmt: skip
         parser.add_argument("--dry-run", action="store_true", help="say what would be exported")
         parser.add_argument("--batch-size", type=int, help="rows per batch (default 100000)")
         parser.add_argument("--verify", action="store_true", help="check bronze, export nothing")
@@ -43,8 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         datasets = options["datasets"] or list(DATASETS)
-        until = parse_moment(options["until"], "--until") if options["until"] else None
-        since = parse_moment(options["since"], "--since") if options["since"] else None
+        until, since = options["until"], options["since"]
         if until and until > timezone.now():
             raise CommandError(f"--until {until.isoformat()} is in the future")
         if until and since and since >= until:
@@ -75,11 +68,11 @@ class Command(BaseCommand):
     def verify(self, datasets, storage) -> None:
         failed = []
         for name in datasets:
-            report = verify_dataset(name, storage)
+            run, report = verify_and_record(name, storage)
             verdict = "OK" if report.ok else "PROBLEMS"
             self.stdout.write(
                 f"{name}: {verdict} — {report.files} files, {report.rows} rows,"
-                f" {report.quarantined} quarantined"
+                f" {report.quarantined} quarantined (run {run.pk})"
             )
             for problem in report.problems:
                 self.stdout.write(f"  - {problem}")
@@ -106,7 +99,8 @@ class Command(BaseCommand):
                         name,
                         trigger=JobRun.Trigger.CLI,
                         parameters={
-                            "until": options["until"], "since": options["since"],
+                            "until": until and until.isoformat(),
+                            "since": since and since.isoformat(),
                             "batch_size": options["batch_size"],
                         },
                         storage=storage, until=until, since=since,

@@ -2,9 +2,11 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from datalake.management.arguments import positive_seconds
 from datalake.models import JobRun
 from datalake.silver import SILVER_JOBS, run_silver
 from datalake.spark.runner import SparkJobFailed
+from datalake.spark.submit import SparkSubmitNotFound
 from datalake.storage.base import StorageError
 
 
@@ -17,16 +19,18 @@ class Command(BaseCommand):
             help="silver dataset to build (repeatable; default: all, in dependency order)",
         )  # fmt: skip
         parser.add_argument("--full", action="store_true", help="rebuild everything")
-        parser.add_argument("--timeout", type=float, help="kill a job after this many seconds")
+        parser.add_argument(
+            "--timeout", type=positive_seconds, help="kill a job after this many seconds"
+        )
 
     def handle(self, *args, **options) -> None:
-        if options["timeout"] is not None and options["timeout"] <= 0:
-            raise CommandError("--timeout must be a positive number of seconds")
         jobs = [name for name in SILVER_JOBS if name in (options["jobs"] or SILVER_JOBS)]
         for name in jobs:
             self.stdout.write(f"{name}: running spark-submit ...")
             try:
                 run = run_silver(name, full=options["full"], timeout=options["timeout"])
+            except SparkSubmitNotFound as exc:
+                raise CommandError(str(exc)) from exc
             except (SparkJobFailed, StorageError) as exc:
                 raise CommandError(f"{name} failed: {exc}") from exc
             if run.status == JobRun.Status.SKIPPED:

@@ -34,7 +34,7 @@ def replace(args: list[str], option: str, value: str) -> list[str]:
         (replace(SEED_EXAMPLE, "--input", "bronze.orders"), "built from bronze.events"),
         (replace(SEED_EXAMPLE, "--output", "silver.stop_execution_v2"), "unknown output"),
         (replace(SEED_EXAMPLE, "--output", "gold.stop_outcome"), "unknown output"),
-        ([*SEED_EXAMPLE, "--chunk-days", "0"], "--chunk-days must be at least 1"),
+        ([*SEED_EXAMPLE, "--chunk-days", "0"], "--chunk-days: .0. must be greater than zero"),
     ],
 )
 def test_bad_requests_are_refused_before_spark(lake, args, message):

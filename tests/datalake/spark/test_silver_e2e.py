@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from api.models import StopEvent
-from datalake.models import JobRun, QualityCheck
+from datalake.models import ExportBatch, JobRun, QualityCheck
 from datalake.silver import run_silver
 from datalake.spark.runner import SparkJobFailed, run_job
 from datalake.storage import get_storage
@@ -132,6 +132,13 @@ def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_wou
     assert run.spark_app_id.startswith("local-")
     assert run.rows_out == len(expected_executions())
     assert silver_executions(demo_lake) == expected_executions()
+    # What it wrote: the published files and their bytes; what it consumed: the batches.
+    published = visible_parquet_keys(demo_lake, "silver/stop_executions/")
+    assert run.files_written == len(published) > 0
+    assert run.bytes_written == sum(demo_lake.stat(k).size for k in published)
+    newest = ExportBatch.objects.filter(dataset="events").latest("pk").pk
+    assert (run.cursor_start, run.cursor_end) == ("", str(newest))
+    assert run.cursor_summary == f"all export batches, up to #{newest}"
     checks = QualityCheck.objects.filter(run=run)
     assert checks.exists()
     assert all(c.passed for c in checks)
@@ -153,6 +160,7 @@ def test_silver_matches_an_independent_replay_and_updates_daily_as_a_rebuild_wou
         daily = run_silver(job)
         assert daily.status == JobRun.Status.SUCCEEDED, (job, daily.error)
         assert "2024-12-23" in daily.parameters["dates"], job
+        assert int(daily.cursor_end) > int(daily.cursor_start) > 0, job
         # stop_executions is given the exact new files (the batches' manifests).
         assert ("new_files" in daily.parameters) == (job == "silver.stop_executions")
     assert silver_executions(demo_lake) == expected_executions()
@@ -283,16 +291,32 @@ def test_a_silver_job_runs_unchanged_on_a_standalone_cluster(
 
 def test_backfill_writes_a_separate_v2_dataset_with_one_child_run_per_date(demo_lake):
     out = io.StringIO()
-    call_command("backfill", "--start-date", "2024-12-20", "--end-date", "2024-12-21",
+    # Input only from the 20th: the 19 dates before it cost no spark-submit.
+    call_command("backfill", "--start-date", "2024-12-01", "--end-date", "2024-12-21",
                  "--input", "bronze.events", "--output", "silver.stop_executions_v2",
                  stdout=out)  # fmt: skip
     parent = JobRun.objects.get(job_name="backfill")
     assert parent.status == JobRun.Status.SUCCEEDED, parent.error
-    children = list(parent.children.order_by("interval_start"))
+    skipped, *children = parent.children.order_by("interval_start")
+    assert skipped.status == JobRun.Status.SKIPPED
+    assert skipped.parameters == {"start_date": "2024-12-01", "end_date": "2024-12-19",
+                                  "dates": 19}  # fmt: skip
+    assert "2024-12-01..2024-12-19  SKIPPED" in out.getvalue()
     assert [c.parameters["date"] for c in children] == ["2024-12-20", "2024-12-21"]
     assert all(c.status == JobRun.Status.SUCCEEDED for c in children)
+    assert parent.parameters["spark_submits"] == 1
+    assert len({c.log_file for c in children}) == 1  # both dates in one spark-submit
     expected = {t: e for t, e in expected_executions().items() if e["date"] <= "2024-12-21"}
     assert sum(c.rows_out for c in children) == parent.rows_out == len(expected)
+    # Files and bytes: what was published, per date and in all.
+    for child in children:
+        day = child.parameters["date"]
+        keys = [k for k in visible_parquet_keys(demo_lake, "silver/stop_executions_v2/")
+                if f"/date={day}/" in k]  # fmt: skip
+        assert child.files_written == len(keys) > 0
+        assert child.bytes_written == sum(demo_lake.stat(k).size for k in keys)
+    assert parent.bytes_written == sum(c.bytes_written for c in children) > 0
+    assert parent.files_written == sum(c.files_written for c in children)
     assert "2024-12-20  SUCCEEDED" in out.getvalue()
     v2 = read_lake(demo_lake, "silver/stop_executions_v2/")
     assert sorted(v2["execution_token"].to_pylist()) == sorted(expected)
