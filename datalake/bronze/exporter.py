@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from datalake import faults
-from datalake.bronze import ranges
+from datalake.bronze import gaps, ranges
 from datalake.bronze.contracts import REASON_COLUMN, check
 from datalake.bronze.schemas import SCHEMA_VERSION, Dataset
 from datalake.bronze.source import (
@@ -266,6 +266,24 @@ class BronzeExporter:
 
     # -- planning --------------------------------------------------------------------------
 
+    def _alive_transactions(self) -> frozenset[str] | None:
+        """Return the virtual ids of the other transactions alive in this database.
+
+        None on databases other than PostgreSQL. Every transaction holds the lock on its
+        own virtual id from its first statement, with or without a transaction id.
+        """
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT l.virtualxid FROM pg_locks l"
+                " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted"
+                " AND l.pid IS DISTINCT FROM pg_backend_pid()"
+                " AND (a.datname IS NULL OR a.datname = current_database())"
+            )
+            return frozenset(row[0] for row in cursor.fetchall())
+
     def _snapshot(self) -> tuple[int | None, int | None]:
         """Return (xmin, xmax) of the current snapshot on PostgreSQL, else (None, None)."""
         if connection.vendor != "postgresql":
@@ -278,8 +296,10 @@ class BronzeExporter:
             xmin, xmax = cursor.fetchone()
         return xmin, xmax
 
-    def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, int | None, int | None]:
-        """Read (new rows, rows found in gaps) and the snapshot they were read in."""
+    def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, gaps.Observation]:
+        """Read (new rows, rows found in gaps) and what was seen of running transactions."""
+        # Listed before the snapshot: a transaction missing here has ended before it.
+        alive_before = self._alive_transactions()
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
@@ -287,32 +307,14 @@ class BronzeExporter:
             xmin, xmax = self._snapshot()
             fresh = rows_after(self.source, state.high_watermark, self.batch_size)
             found = rows_in(self.source, gap_ranges(state.gaps))
-        return fresh, found, xmin, xmax
-
-    def _close_settled_gaps(self, gaps: list[dict], xmin: int | None) -> list[dict]:
-        """Drop gaps that no running transaction can still fill."""
-        now = timezone.now()
-        settle = timedelta(seconds=app_settings.GAP_SETTLE_SECONDS)
-        kept = []
-        for gap in gaps:
-            if gap.get("xmax") is not None and xmin is not None:
-                settled = xmin >= gap["xmax"]
-            else:
-                settled = now - datetime.fromisoformat(gap["seen_at"]) >= settle
-            if settled:
-                logger.info(
-                    "gap %s-%s of %s closed: never committed",
-                    gap["lo"],
-                    gap["hi"],
-                    self.dataset.name,
-                )
-            else:
-                kept.append(gap)
-        return kept
+        # Listed after the read: holds whoever drew a value the read found missing.
+        alive_after = self._alive_transactions()
+        seen = gaps.Observation(timezone.now(), xmin, xmax, alive_before, alive_after)
+        return fresh, found, seen
 
     def _plan_next(self, run: JobRun) -> ExportBatch | None:
         state = ExportCursor.objects.get(dataset=self.dataset.name)
-        fresh, found, xmin, xmax = self._read_batch(state)
+        fresh, found, seen = self._read_batch(state)
         cursor = self.dataset.cursor
         if self.until is not None and fresh.num_rows:
             late = pc.greater_equal(
@@ -325,18 +327,20 @@ class BronzeExporter:
         watermark_after = state.high_watermark
         if fresh.num_rows:
             watermark_after = pc.max(fresh[cursor]).as_py()
-        found_values = found[cursor].to_numpy() if found.num_rows else []
-        fresh_values = fresh[cursor].to_numpy() if fresh.num_rows else []
-        # Gaps: values still missing from old gaps, plus holes among the new rows.
-        old_gaps = [
-            {**gap, "lo": lo, "hi": hi}
-            for gap in state.gaps
-            for lo, hi in ranges.subtract([[gap["lo"], gap["hi"]]], found_values)
-        ]
-        gaps_after = self._close_settled_gaps(old_gaps, xmin) + [
-            {"lo": lo, "hi": hi, "seen_at": timezone.now().isoformat(), "xmax": xmax}
-            for lo, hi in ranges.missing(state.high_watermark, watermark_after, fresh_values)
-        ]
+        outcome = gaps.advance(
+            [gaps.Gap.from_json(gap) for gap in state.gaps],
+            found=found[cursor].to_numpy() if found.num_rows else [],
+            watermark_before=state.high_watermark,
+            watermark_after=watermark_after,
+            fresh=fresh[cursor].to_numpy() if fresh.num_rows else [],
+            seen=seen,
+            settle=timedelta(seconds=app_settings.GAP_SETTLE_SECONDS),
+        )
+        for gap in outcome.closed:
+            logger.info(
+                "gap %s-%s of %s closed: never committed", gap.lo, gap.hi, self.dataset.name
+            )
+        gaps_after = [gap.as_json() for gap in outcome.open]
         if not fresh.num_rows and not found.num_rows and gaps_after == state.gaps:
             return None
         table = pa.concat_tables([fresh, found]) if found.num_rows else fresh
