@@ -3,7 +3,8 @@
 Per dataset, under a lock the database releases if the holder dies:
 
 1. Complete any batch a previous run planned but did not commit (roll forward: publish
-   the files that are missing, never rewrite one that exists), then commit it.
+   the files that are missing, never rewrite one that exists; one that exists must be
+   the planned file, else the lake is another database's: LakeMismatch), then commit it.
 2. Read the next rows after the cursor's high watermark, plus the rows now visible in
    the cursor's open gaps (values a transaction still open at an earlier export may
    have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +68,19 @@ except NotImplementedError:  # a pyarrow built without jemalloc
 
 class ExportError(Exception):
     """The export cannot proceed; the message says why."""
+
+
+class LakeMismatch(ExportError):
+    """The lake holds, under a name this export publishes, something this database did
+    not write: the lake belongs to another database (or was restored out of step)."""
+
+    def __init__(self, key: str, message: str = "") -> None:
+        self.key = key
+        super().__init__(
+            message
+            or f"{key} already exists with a different checksum:"
+            " this lake was written by another database"
+        )
 
 
 @dataclass
@@ -203,6 +218,7 @@ class BronzeExporter:
                 finished_at=timezone.now(),
                 error=f"the process died; its work was completed by run {run.pk}",
             )
+            self._check_lake_is_ours()
             state = self._cursor_state()
             result.cursor_start = result.cursor_end = state.high_watermark
             run.cursor_start = str(state.high_watermark)
@@ -409,8 +425,13 @@ class BronzeExporter:
 
     # -- completing -----------------------------------------------------------------------
 
-    def _regenerate(self, batch: ExportBatch) -> dict[str, str]:
-        """Rewrite a planned batch's files locally from its recorded cursor values."""
+    def _regenerate(self, batch: ExportBatch, keys: set[str]) -> dict[str, str]:
+        """Rewrite a planned batch's files locally from its recorded cursor values.
+
+        Return the local paths of the files under `keys`. A file written now that
+        differs from the plan (the Parquet writer changed since, say) replaces the plan's
+        description of it, so its manifest describes what is published.
+        """
         table = rows_in(self.source, batch.members)
         expected = ranges.count(batch.members)
         if table.num_rows != expected:
@@ -418,25 +439,88 @@ class BronzeExporter:
                 f"{self.dataset.name} batch {batch.number}: {expected} source rows were planned"
                 f" but {table.num_rows} are present now; the source table is not append-only"
             )
-        files = self._write_files(batch.number, table)
-        planned = {f["key"] for f in batch.files}
-        if {f.key for f in files} != planned:
+        files = {f.key: f for f in self._write_files(batch.number, table)}
+        if set(files) != {f["key"] for f in batch.files}:
             raise ExportError(f"{self.dataset.name} batch {batch.number}: files differ from plan")
-        return {f.key: f.local_path for f in files}
+        changed = False
+        for planned in batch.files:
+            written = files[planned["key"]]
+            if planned["key"] in keys and written.sha256 != planned["sha256"]:
+                logger.warning(
+                    "%s: rewritten with sha256 %s, planned %s", written.key, written.sha256,
+                    planned["sha256"],
+                )  # fmt: skip
+                planned.update(written.as_json())
+                changed = True
+        if changed:
+            ExportBatch.objects.filter(pk=batch.pk).update(files=batch.files)
+        return {key: files[key].local_path for key in keys}
+
+    def _stored_digest(self, key: str) -> str:
+        """Return the sha256 of the object already published under `key`."""
+        local = self.work_dir / "bronze" / self.dataset.name / f"check-{uuid.uuid4().hex}"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage.download_file(key, local)
+            return file_digest(local)
+        finally:
+            local.unlink(missing_ok=True)
+
+    def _is_published(self, planned: dict) -> bool:
+        """Tell whether the planned file is in the lake; raise LakeMismatch if another is."""
+        key = planned["key"]
+        info = self.storage.stat(key)
+        if info is None:
+            return False
+        if info.size != planned["bytes"] or self._stored_digest(key) != planned["sha256"]:
+            raise LakeMismatch(key)
+        return True
+
+    def _has_manifest(self, planned: dict) -> bool:
+        """Tell whether the planned file's manifest is in the lake; raise LakeMismatch if
+        the manifest there describes another file."""
+        key = manifest_key(planned["key"])
+        if not self.storage.exists(key):
+            return False
+        try:
+            stored = json.loads(self.storage.get_bytes(key))
+        except ValueError:
+            raise LakeMismatch(key) from None
+        if stored.get("key") != planned["key"] or stored.get("sha256") != planned["sha256"]:
+            raise LakeMismatch(key)
+        return True
+
+    def _check_lake_is_ours(self) -> None:
+        """Raise LakeMismatch if the lake holds files of a dataset this database never
+        exported (no batch of it, planned or committed, exists)."""
+        if ExportBatch.objects.filter(dataset=self.dataset.name).exists():
+            return
+        for prefix in (self.dataset.prefix, f"quarantine/{self.dataset.name}"):
+            found = next(iter(self.storage.list(prefix)), None)
+            if found is not None:
+                raise LakeMismatch(
+                    found.key,
+                    f"{found.key} exists but this database has never exported"
+                    f" {self.dataset.name}: this lake was written by another database",
+                )
 
     def _complete(self, batch: ExportBatch, result: ExportResult) -> None:
-        """Publish what is missing of a planned batch, then commit it."""
+        """Publish what is missing of a planned batch, then commit it.
+
+        Every file already in the lake is checked first, so a batch that meets another
+        database's file publishes nothing.
+        """
+        present = {f["key"] for f in batch.files if self._is_published(f)}
+        manifests = {f["key"] for f in batch.files if self._has_manifest(f)}
+        missing = {f["key"] for f in batch.files} - present
         local_files = getattr(self, "_local_files", {})
-        if any(f["key"] not in local_files for f in batch.files):
-            missing = [f for f in batch.files if not self.storage.exists(f["key"])]
-            local_files = self._regenerate(batch) if missing else {}
-        published = 0
+        if missing - set(local_files):
+            local_files = self._regenerate(batch, missing)
         for planned in batch.files:
             key = planned["key"]
-            if not self.storage.exists(key):
+            if key in missing:
                 self.storage.publish_file(local_files[key], key)
-                published += 1
-            if not self.storage.exists(manifest_key(key)):
+            if key not in manifests:
                 self.storage.put_bytes(self._manifest(batch, planned), manifest_key(key))
             faults.crash_point("after_publish")
         with transaction.atomic():
