@@ -7,8 +7,9 @@ Per dataset, under a lock the database releases if the holder dies:
    the planned file, else the lake is another database's: LakeMismatch), then commit it.
 2. Read the next rows after the cursor's high watermark, plus the rows now visible in
    the cursor's open gaps (values a transaction still open at an earlier export may
-   have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot
-   whose xmin/xmax say when a gap can no longer be filled.
+   have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot,
+   between two listings of the transactions alive, which say when a gap can no longer
+   be filled (`datalake.bronze.gaps`).
 3. Split the rows by contract (good rows / quarantine) and by partition; write the
    Parquet files locally; record the batch (its exact cursor values and files) in the
    database as PLANNED.
@@ -209,6 +210,7 @@ class BronzeExporter:
         result = ExportResult(self.dataset.name, run_id=run.pk)
         started = timezone.now()
         self.storage.check()
+        self._warn_if_sequence_caches()
         with exclusive(f"bronze.export.{self.dataset.name}", app_settings.LOCK_TTL_SECONDS) as lock:
             # Holding the lock proves earlier RUNNING runs of this export are dead.
             JobRun.objects.running().filter(job_name=run.job_name, dataset=run.dataset).exclude(
@@ -282,50 +284,66 @@ class BronzeExporter:
 
     # -- planning --------------------------------------------------------------------------
 
-    def _alive_transactions(self) -> frozenset[str] | None:
-        """Return the virtual ids of the other transactions alive in this database.
+    def _warn_if_sequence_caches(self) -> None:
+        """Log a warning when the cursor's PostgreSQL sequence caches values per session.
 
-        None on databases other than PostgreSQL. Every transaction holds the lock on its
-        own virtual id from its first statement, with or without a transaction id.
+        With CACHE > 1 a session may draw, long after, a value below one already
+        committed, which no gap rule can wait for.
+        """
+        if connection.vendor != "postgresql" or "__" in self.source.cursor_field:
+            return
+        meta = self.source.model._meta
+        column = meta.get_field(self.source.cursor_field).column
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT seqcache FROM pg_sequence"
+                " WHERE seqrelid = pg_get_serial_sequence(%s, %s)::regclass",
+                [connection.ops.quote_name(meta.db_table), column],
+            )
+            row = cursor.fetchone()
+        if row and row[0] > 1:
+            logger.warning(
+                "%s: the sequence of %s.%s has CACHE %s; values drawn out of order by"
+                " another session can be missed once their gap closes",
+                self.dataset.name, meta.db_table, column, row[0],
+            )  # fmt: skip
+
+    def _alive_transactions(self) -> tuple[frozenset[str] | None, bool]:
+        """Return the virtual ids of the other transactions alive in this database, and
+        whether a prepared transaction is pending; (None, False) off PostgreSQL.
+
+        Every transaction holds the lock on its own virtual id from its first statement,
+        with or without a transaction id; a prepared one keeps only its xid's lock.
         """
         if connection.vendor != "postgresql":
-            return None
+            return None, False
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT l.virtualxid FROM pg_locks l"
+                "SELECT l.virtualxid, l.locktype = 'transactionid' FROM pg_locks l"
                 " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted"
-                " AND l.pid IS DISTINCT FROM pg_backend_pid()"
-                " AND (a.datname IS NULL OR a.datname = current_database())"
+                " WHERE l.mode = 'ExclusiveLock' AND l.granted AND ("
+                "  (l.locktype = 'virtualxid' AND l.pid IS DISTINCT FROM pg_backend_pid()"
+                "   AND (a.datname IS NULL OR a.datname = current_database()))"
+                "  OR (l.locktype = 'transactionid' AND l.pid IS NULL))"
             )
-            return frozenset(row[0] for row in cursor.fetchall())
-
-    def _snapshot(self) -> tuple[int | None, int | None]:
-        """Return (xmin, xmax) of the current snapshot on PostgreSQL, else (None, None)."""
-        if connection.vendor != "postgresql":
-            return None, None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-                " pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
-            )
-            xmin, xmax = cursor.fetchone()
-        return xmin, xmax
+            rows = cursor.fetchall()
+        alive = frozenset(vxid for vxid, prepared in rows if not prepared)
+        return alive, any(prepared for _, prepared in rows)
 
     def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, gaps.Observation]:
         """Read (new rows, rows found in gaps) and what was seen of running transactions."""
         # Listed before the snapshot: a transaction missing here has ended before it.
-        alive_before = self._alive_transactions()
+        alive_before, prepared_before = self._alive_transactions()
         with transaction.atomic():
             if connection.vendor == "postgresql":
+                # One snapshot for the new rows and the gap rows.
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            xmin, xmax = self._snapshot()
             fresh = rows_after(self.source, state.high_watermark, self.batch_size)
             found = rows_in(self.source, gap_ranges(state.gaps))
         # Listed after the read: holds whoever drew a value the read found missing.
-        alive_after = self._alive_transactions()
-        seen = gaps.Observation(timezone.now(), xmin, xmax, alive_before, alive_after)
+        alive_after, _ = self._alive_transactions()
+        seen = gaps.Observation(timezone.now(), alive_before, alive_after, prepared_before)
         return fresh, found, seen
 
     def _plan_next(self, run: JobRun) -> ExportBatch | None:

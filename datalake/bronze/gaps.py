@@ -8,18 +8,18 @@ On PostgreSQL that is decided from the transactions alive around each read:
 
 * `nextval()` is not transactional and, in 31 draws out of 32, gives the drawing
   transaction no transaction id: until the row is written (after BEFORE triggers, other
-  column expressions, lock waits), the transaction is invisible to snapshots' xid lists.
-  Every transaction has a *virtual* transaction id from its first statement, though, so
-  the exporter lists the virtual ids alive in the database.
+  column expressions, lock waits), the transaction is in no snapshot's xid list, so
+  "the snapshot's xmin has passed" proves nothing. Every transaction has a *virtual*
+  transaction id from its first statement, though, and the exporter lists those alive
+  in its database.
 * With a cache-1 sequence (the default) values are handed out in increasing order, so
   a value below a committed, visible row was drawn before the snapshot that saw the row.
   The transaction that drew it was then either finished (its row, if committed, is
   visible) or alive just after the read: it is among the `holders` recorded with the gap.
 * A holder that is no longer alive just *before* a later snapshot has ended before it:
   if it committed, that snapshot shows the row. So a gap closes once none of its holders
-  is alive before a read (and, for transactions that had an xid, once the snapshot's
-  `xmin` has passed the `xmax` of the snapshot that saw the gap: this also covers
-  prepared transactions, which keep their xid but not their virtual id).
+  is alive before a read. A prepared (two-phase) transaction gives up its virtual id
+  but can still commit, so no gap closes while one is pending.
 
 PgQ (Skytools) avoids the question by storing `txid_current()` in each event row and
 cutting batches by txid snapshots rather than by sequence values; that needs a txid
@@ -27,6 +27,7 @@ column (or a DEFAULT that takes an xid before the value) in the backend's table,
 the lake does not own. Elsewhere a gap closes after a settle time.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -40,17 +41,11 @@ class Gap:
     lo: int
     hi: int
     seen_at: datetime
-    xmax: int | None = None  # xmax of the snapshot that first saw the gap
     holders: frozenset[str] | None = None  # virtual xids alive when the gap was seen
 
     def as_json(self) -> dict:
         """Return the JSON form stored on the cursor and on each batch."""
-        data: dict = {
-            "lo": self.lo,
-            "hi": self.hi,
-            "seen_at": self.seen_at.isoformat(),
-            "xmax": self.xmax,
-        }
+        data: dict = {"lo": self.lo, "hi": self.hi, "seen_at": self.seen_at.isoformat()}
         if self.holders is not None:
             data["holders"] = sorted(self.holders)
         return data
@@ -63,7 +58,6 @@ class Gap:
             lo=data["lo"],
             hi=data["hi"],
             seen_at=datetime.fromisoformat(data["seen_at"]),
-            xmax=data.get("xmax"),
             holders=frozenset(holders) if holders is not None else None,
         )
 
@@ -72,16 +66,15 @@ class Gap:
 class Observation:
     """What the exporter saw around one read of the source.
 
-    On PostgreSQL `alive_before` is listed before the read's snapshot is taken and
-    `alive_after` once the read is done; `xmin`/`xmax` are the snapshot's. All four are
-    None on other databases.
+    On PostgreSQL `alive_before` (and `prepared_before`) are listed before the read's
+    snapshot is taken, `alive_after` once the read is done. Both sets are None on other
+    databases.
     """
 
     now: datetime
-    xmin: int | None = None
-    xmax: int | None = None
     alive_before: frozenset[str] | None = None
     alive_after: frozenset[str] | None = None
+    prepared_before: bool = False
 
     @property
     def tracks_transactions(self) -> bool:
@@ -99,10 +92,10 @@ class Outcome:
 def advance(
     gaps: list[Gap],
     *,
-    found: list[int],
+    found: Iterable[int],
     watermark_before: int,
     watermark_after: int,
-    fresh: list[int],
+    fresh: Iterable[int],
     seen: Observation,
     settle: timedelta,
 ) -> Outcome:
@@ -119,7 +112,7 @@ def advance(
             (closed if _settled(piece, seen, settle) else kept).append(piece)
     holders = seen.alive_after if seen.tracks_transactions else None
     kept.extend(
-        Gap(lo, hi, seen.now, xmax=seen.xmax, holders=holders)
+        Gap(lo, hi, seen.now, holders=holders)
         for lo, hi in ranges.missing(watermark_before, watermark_after, fresh)
     )
     return Outcome(kept, closed)
@@ -135,7 +128,6 @@ def _with_holders(gap: Gap, seen: Observation) -> Gap:
 
 def _settled(gap: Gap, seen: Observation, settle: timedelta) -> bool:
     if seen.tracks_transactions:
-        xids_done = gap.xmax is None or (seen.xmin is not None and seen.xmin >= gap.xmax)
         # A virtual id is not reused (a 32-bit counter per backend slot): no pruning needed.
-        return xids_done and not (gap.holders or frozenset()) & seen.alive_before
+        return not seen.prepared_before and not (gap.holders or frozenset()) & seen.alive_before
     return seen.now - gap.seen_at >= settle

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             field=models.JSONField(
                 blank=True,
                 default=list,
-                help_text="Open gaps below the watermark: [{lo, hi, seen_at, xmax, holders}]",
+                help_text="Open gaps below the watermark: [{lo, hi, seen_at, holders}]",
             ),
         ),
     ]

@@ -176,3 +176,21 @@ def test_value_drawn_but_not_yet_written_is_not_lost(lake, op, second_connection
     assert sorted(seqs) == [first_seq, drawn, later_seq]
     assert bronze_rows(lake, "events") == source_rows("events")
     assert verify_dataset("events", lake).ok
+
+
+def test_a_caching_sequence_is_reported(lake, op, caplog):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER SEQUENCE stop_events_event_seq_seq CACHE 20")
+    try:
+        export_dataset("events")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SEQUENCE stop_events_event_seq_seq CACHE 1")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "events: the sequence of stop_events.event_seq has CACHE 20; values drawn out of"
+        " order by another session can be missed once their gap closes"
+    ]
+    caplog.clear()
+    export_dataset("events")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
