@@ -166,7 +166,7 @@ class ExportCursor(models.Model):
     gaps = models.JSONField(
         default=list,
         blank=True,
-        help_text="Open gaps below the watermark: [{lo, hi, seen_at, xmax}]",
+        help_text="Open gaps below the watermark: [{lo, hi, seen_at, holders}]",
     )
     next_batch = models.BigIntegerField(default=1, help_text="Number of the next export batch")
     updated_at = models.DateTimeField(auto_now=True, help_text="When the cursor last moved")

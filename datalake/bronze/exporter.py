@@ -3,11 +3,13 @@
 Per dataset, under a lock the database releases if the holder dies:
 
 1. Complete any batch a previous run planned but did not commit (roll forward: publish
-   the files that are missing, never rewrite one that exists), then commit it.
+   the files that are missing, never rewrite one that exists; one that exists must be
+   the planned file, else the lake is another database's: LakeMismatch), then commit it.
 2. Read the next rows after the cursor's high watermark, plus the rows now visible in
    the cursor's open gaps (values a transaction still open at an earlier export may
-   have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot
-   whose xmin/xmax say when a gap can no longer be filled.
+   have committed since). On PostgreSQL the read runs in one REPEATABLE READ snapshot,
+   between two listings of the transactions alive, which say when a gap can no longer
+   be filled (`datalake.bronze.gaps`).
 3. Split the rows by contract (good rows / quarantine) and by partition; write the
    Parquet files locally; record the batch (its exact cursor values and files) in the
    database as PLANNED.
@@ -22,6 +24,7 @@ import hashlib
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from datalake import faults
-from datalake.bronze import ranges
+from datalake.bronze import gaps, ranges
 from datalake.bronze.contracts import REASON_COLUMN, check
 from datalake.bronze.schemas import SCHEMA_VERSION, Dataset
 from datalake.bronze.source import (
@@ -66,6 +69,19 @@ except NotImplementedError:  # a pyarrow built without jemalloc
 
 class ExportError(Exception):
     """The export cannot proceed; the message says why."""
+
+
+class LakeMismatch(ExportError):
+    """The lake holds, under a name this export publishes, something this database did
+    not write: the lake belongs to another database (or was restored out of step)."""
+
+    def __init__(self, key: str, message: str = "") -> None:
+        self.key = key
+        super().__init__(
+            message
+            or f"{key} already exists with a different checksum:"
+            " this lake was written by another database"
+        )
 
 
 @dataclass
@@ -197,6 +213,7 @@ class BronzeExporter:
         result = ExportResult(self.dataset.name, run_id=run.pk)
         started = timezone.now()
         self.storage.check()
+        self._warn_if_sequence_caches()
         with exclusive(f"bronze.export.{self.dataset.name}", app_settings.LOCK_TTL_SECONDS) as lock:
             # Holding the lock proves earlier RUNNING runs of this export are dead.
             JobRun.objects.running().filter(job_name=run.job_name, dataset=run.dataset).exclude(
@@ -206,6 +223,7 @@ class BronzeExporter:
                 finished_at=timezone.now(),
                 error=f"the process died; its work was completed by run {run.pk}",
             )
+            self._check_lake_is_ours()
             state = self._cursor_state()
             result.cursor_start = result.cursor_end = state.high_watermark
             run.cursor_start = str(state.high_watermark)
@@ -269,53 +287,71 @@ class BronzeExporter:
 
     # -- planning --------------------------------------------------------------------------
 
-    def _snapshot(self) -> tuple[int | None, int | None]:
-        """Return (xmin, xmax) of the current snapshot on PostgreSQL, else (None, None)."""
-        if connection.vendor != "postgresql":
-            return None, None
+    def _warn_if_sequence_caches(self) -> None:
+        """Log a warning when the cursor's PostgreSQL sequence caches values per session.
+
+        With CACHE > 1 a session may draw, long after, a value below one already
+        committed, which no gap rule can wait for.
+        """
+        if connection.vendor != "postgresql" or "__" in self.source.cursor_field:
+            return
+        meta = self.source.model._meta
+        column = meta.get_field(self.source.cursor_field).column
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-                " pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+                "SELECT seqcache FROM pg_sequence"
+                " WHERE seqrelid = pg_get_serial_sequence(%s, %s)::regclass",
+                [connection.ops.quote_name(meta.db_table), column],
             )
-            xmin, xmax = cursor.fetchone()
-        return xmin, xmax
+            row = cursor.fetchone()
+        if row and row[0] > 1:
+            logger.warning(
+                "%s: the sequence of %s.%s has CACHE %s; values drawn out of order by"
+                " another session can be missed once their gap closes",
+                self.dataset.name, meta.db_table, column, row[0],
+            )  # fmt: skip
 
-    def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, int | None, int | None]:
-        """Read (new rows, rows found in gaps) and the snapshot they were read in."""
+    def _alive_transactions(self) -> tuple[frozenset[str] | None, bool]:
+        """Return the virtual ids of the other transactions alive in this database, and
+        whether a prepared transaction is pending; (None, False) off PostgreSQL.
+
+        Every transaction holds the lock on its own virtual id from its first statement,
+        with or without a transaction id; a prepared one keeps only its xid's lock.
+        """
+        if connection.vendor != "postgresql":
+            return None, False
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT l.virtualxid, l.locktype = 'transactionid' FROM pg_locks l"
+                " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.mode = 'ExclusiveLock' AND l.granted AND ("
+                "  (l.locktype = 'virtualxid' AND l.pid IS DISTINCT FROM pg_backend_pid()"
+                "   AND (a.datname IS NULL OR a.datname = current_database()))"
+                "  OR (l.locktype = 'transactionid' AND l.pid IS NULL))"
+            )
+            rows = cursor.fetchall()
+        alive = frozenset(vxid for vxid, prepared in rows if not prepared)
+        return alive, any(prepared for _, prepared in rows)
+
+    def _read_batch(self, state: ExportCursor) -> tuple[pa.Table, pa.Table, gaps.Observation]:
+        """Read (new rows, rows found in gaps) and what was seen of running transactions."""
+        # Listed before the snapshot: a transaction missing here has ended before it.
+        alive_before, prepared_before = self._alive_transactions()
         with transaction.atomic():
             if connection.vendor == "postgresql":
+                # One snapshot for the new rows and the gap rows.
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            xmin, xmax = self._snapshot()
             fresh = rows_after(self.source, state.high_watermark, self.batch_size)
             found = rows_in(self.source, gap_ranges(state.gaps))
-        return fresh, found, xmin, xmax
-
-    def _close_settled_gaps(self, gaps: list[dict], xmin: int | None) -> list[dict]:
-        """Drop gaps that no running transaction can still fill."""
-        now = timezone.now()
-        settle = timedelta(seconds=app_settings.GAP_SETTLE_SECONDS)
-        kept = []
-        for gap in gaps:
-            if gap.get("xmax") is not None and xmin is not None:
-                settled = xmin >= gap["xmax"]
-            else:
-                settled = now - datetime.fromisoformat(gap["seen_at"]) >= settle
-            if settled:
-                logger.info(
-                    "gap %s-%s of %s closed: never committed",
-                    gap["lo"],
-                    gap["hi"],
-                    self.dataset.name,
-                )
-            else:
-                kept.append(gap)
-        return kept
+        # Listed after the read: holds whoever drew a value the read found missing.
+        alive_after, _ = self._alive_transactions()
+        seen = gaps.Observation(timezone.now(), alive_before, alive_after, prepared_before)
+        return fresh, found, seen
 
     def _plan_next(self, run: JobRun) -> ExportBatch | None:
         state = ExportCursor.objects.get(dataset=self.dataset.name)
-        fresh, found, xmin, xmax = self._read_batch(state)
+        fresh, found, seen = self._read_batch(state)
         cursor = self.dataset.cursor
         if self.until is not None and fresh.num_rows:
             late = pc.greater_equal(
@@ -328,18 +364,20 @@ class BronzeExporter:
         watermark_after = state.high_watermark
         if fresh.num_rows:
             watermark_after = pc.max(fresh[cursor]).as_py()
-        found_values = found[cursor].to_numpy() if found.num_rows else []
-        fresh_values = fresh[cursor].to_numpy() if fresh.num_rows else []
-        # Gaps: values still missing from old gaps, plus holes among the new rows.
-        old_gaps = [
-            {**gap, "lo": lo, "hi": hi}
-            for gap in state.gaps
-            for lo, hi in ranges.subtract([[gap["lo"], gap["hi"]]], found_values)
-        ]
-        gaps_after = self._close_settled_gaps(old_gaps, xmin) + [
-            {"lo": lo, "hi": hi, "seen_at": timezone.now().isoformat(), "xmax": xmax}
-            for lo, hi in ranges.missing(state.high_watermark, watermark_after, fresh_values)
-        ]
+        outcome = gaps.advance(
+            [gaps.Gap.from_json(gap) for gap in state.gaps],
+            found=found[cursor].to_numpy() if found.num_rows else [],
+            watermark_before=state.high_watermark,
+            watermark_after=watermark_after,
+            fresh=fresh[cursor].to_numpy() if fresh.num_rows else [],
+            seen=seen,
+            settle=timedelta(seconds=app_settings.GAP_SETTLE_SECONDS),
+        )
+        for gap in outcome.closed:
+            logger.info(
+                "gap %s-%s of %s closed: never committed", gap.lo, gap.hi, self.dataset.name
+            )
+        gaps_after = [gap.as_json() for gap in outcome.open]
         if not fresh.num_rows and not found.num_rows and gaps_after == state.gaps:
             return None
         table = pa.concat_tables([fresh, found]) if found.num_rows else fresh
@@ -408,8 +446,13 @@ class BronzeExporter:
 
     # -- completing -----------------------------------------------------------------------
 
-    def _regenerate(self, batch: ExportBatch) -> dict[str, str]:
-        """Rewrite a planned batch's files locally from its recorded cursor values."""
+    def _regenerate(self, batch: ExportBatch, keys: set[str]) -> dict[str, str]:
+        """Rewrite a planned batch's files locally from its recorded cursor values.
+
+        Return the local paths of the files under `keys`. A file written now that
+        differs from the plan (the Parquet writer changed since, say) replaces the plan's
+        description of it, so its manifest describes what is published.
+        """
         table = rows_in(self.source, batch.members)
         expected = ranges.count(batch.members)
         if table.num_rows != expected:
@@ -417,25 +460,88 @@ class BronzeExporter:
                 f"{self.dataset.name} batch {batch.number}: {expected} source rows were planned"
                 f" but {table.num_rows} are present now; the source table is not append-only"
             )
-        files = self._write_files(batch.number, table)
-        planned = {f["key"] for f in batch.files}
-        if {f.key for f in files} != planned:
+        files = {f.key: f for f in self._write_files(batch.number, table)}
+        if set(files) != {f["key"] for f in batch.files}:
             raise ExportError(f"{self.dataset.name} batch {batch.number}: files differ from plan")
-        return {f.key: f.local_path for f in files}
+        changed = False
+        for planned in batch.files:
+            written = files[planned["key"]]
+            if planned["key"] in keys and written.sha256 != planned["sha256"]:
+                logger.warning(
+                    "%s: rewritten with sha256 %s, planned %s", written.key, written.sha256,
+                    planned["sha256"],
+                )  # fmt: skip
+                planned.update(written.as_json())
+                changed = True
+        if changed:
+            ExportBatch.objects.filter(pk=batch.pk).update(files=batch.files)
+        return {key: files[key].local_path for key in keys}
+
+    def _stored_digest(self, key: str) -> str:
+        """Return the sha256 of the object already published under `key`."""
+        local = self.work_dir / "bronze" / self.dataset.name / f"check-{uuid.uuid4().hex}"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage.download_file(key, local)
+            return file_digest(local)
+        finally:
+            local.unlink(missing_ok=True)
+
+    def _is_published(self, planned: dict) -> bool:
+        """Tell whether the planned file is in the lake; raise LakeMismatch if another is."""
+        key = planned["key"]
+        info = self.storage.stat(key)
+        if info is None:
+            return False
+        if info.size != planned["bytes"] or self._stored_digest(key) != planned["sha256"]:
+            raise LakeMismatch(key)
+        return True
+
+    def _has_manifest(self, planned: dict) -> bool:
+        """Tell whether the planned file's manifest is in the lake; raise LakeMismatch if
+        the manifest there describes another file."""
+        key = manifest_key(planned["key"])
+        if not self.storage.exists(key):
+            return False
+        try:
+            stored = json.loads(self.storage.get_bytes(key))
+        except ValueError:
+            raise LakeMismatch(key) from None
+        if stored.get("key") != planned["key"] or stored.get("sha256") != planned["sha256"]:
+            raise LakeMismatch(key)
+        return True
+
+    def _check_lake_is_ours(self) -> None:
+        """Raise LakeMismatch if the lake holds files of a dataset this database never
+        exported (no batch of it, planned or committed, exists)."""
+        if ExportBatch.objects.filter(dataset=self.dataset.name).exists():
+            return
+        for prefix in (self.dataset.prefix, f"quarantine/{self.dataset.name}"):
+            found = next(iter(self.storage.list(prefix)), None)
+            if found is not None:
+                raise LakeMismatch(
+                    found.key,
+                    f"{found.key} exists but this database has never exported"
+                    f" {self.dataset.name}: this lake was written by another database",
+                )
 
     def _complete(self, batch: ExportBatch, result: ExportResult) -> None:
-        """Publish what is missing of a planned batch, then commit it."""
+        """Publish what is missing of a planned batch, then commit it.
+
+        Every file already in the lake is checked first, so a batch that meets another
+        database's file publishes nothing.
+        """
+        present = {f["key"] for f in batch.files if self._is_published(f)}
+        manifests = {f["key"] for f in batch.files if self._has_manifest(f)}
+        missing = {f["key"] for f in batch.files} - present
         local_files = getattr(self, "_local_files", {})
-        if any(f["key"] not in local_files for f in batch.files):
-            missing = [f for f in batch.files if not self.storage.exists(f["key"])]
-            local_files = self._regenerate(batch) if missing else {}
-        published = 0
+        if missing - set(local_files):
+            local_files = self._regenerate(batch, missing)
         for planned in batch.files:
             key = planned["key"]
-            if not self.storage.exists(key):
+            if key in missing:
                 self.storage.publish_file(local_files[key], key)
-                published += 1
-            if not self.storage.exists(manifest_key(key)):
+            if key not in manifests:
                 self.storage.put_bytes(self._manifest(batch, planned), manifest_key(key))
             faults.crash_point("after_publish")
         with transaction.atomic():

@@ -128,7 +128,7 @@ def test_contract_breaking_rows_are_quarantined_and_counted(lake):
 
 def test_gap_filled_later_is_exported_on_sqlite(lake, settings, is_postgres):
     if is_postgres:
-        pytest.skip("PostgreSQL closes gaps by snapshot; see test_late_commit.py")
+        pytest.skip("PostgreSQL closes gaps by the transactions alive; see test_late_commit.py")
     settings.DATALAKE_GAP_SETTLE_SECONDS = 3600
     op = factories.operation()
     factories.events(op, [1, 2, 4, 5])
