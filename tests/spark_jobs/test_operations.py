@@ -119,7 +119,7 @@ def test_fees_are_converted_to_the_quote_asset(spark: SparkSession) -> None:
         # BNB fees valued at the last BNBUSDC fill at or before them
         order(3, "BUY", "1", "100", at + "1:00:00", fee="0.01", fee_asset="BNB"),
         order(3, "SELL", "1", "100", at + "3:00:00", fee="0.01", fee_asset="BNB"),
-        # before any BNB price: the first one after it
+        # before any BNB price: a later price is not used, the fee stays unconverted
         order(4, "BUY", "1", "100", "2024-12-27 09:00:00", fee="0.01", fee_asset="BNB"),
         # an asset bronze has no price for stays out of fees, and is reported
         order(5, "BUY", "1", "100", at + "0:00:00", fee="2", fee_asset="XYZ"),
@@ -128,10 +128,10 @@ def test_fees_are_converted_to_the_quote_asset(spark: SparkSession) -> None:
     rows = {r.operation_id: r for r in summarise(spark, orders).collect()}
     assert rows[1].fees == Decimal("0.1")
     assert rows[3].fees == Decimal("14.1")  # 0.01 x 700 + 0.01 x 710
-    assert rows[4].fees == Decimal("7")
+    assert (rows[4].fees, rows[4].unconverted_fee_assets) == (Decimal("0"), ["BNB"])
     assert (rows[5].fees, rows[5].unconverted_fee_assets) == (Decimal("0.1"), ["XYZ"])
     assert rows[5].realized_pnl == Decimal("-0.1")
-    assert all(rows[i].unconverted_fee_assets == [] for i in (1, 2, 3, 4))
+    assert all(rows[i].unconverted_fee_assets == [] for i in (1, 2, 3))
 
 
 def test_strategy_comes_from_orders_then_raw_response_then_stop_events(
