@@ -32,8 +32,10 @@ E = a·Q + b (a: the average truncated at 8 places, 0 <= b < Q·10^-8), so
 
 where a·q is exact at 16 places and b·q/Q (below q·10^-8) is split into its truncation t
 at 16 places and a rest ε in [0, 10^-16). Y = sign·(X - a·q - t) - fees is exact; the rest
-only decides a tie of Y at 8 places (which side of it the exact value lies on). This
-holds while Σ notional < 10^21 and Q·q < 10^21 (quantities up to 10^10 units).
+only decides a tie of Y at 8 places (which side of it the exact value lies on). When q = Q
+the cost is E itself. Ranges: a leg's Σ notional < 10^21; for a partial (or over-) exit
+also b·q < 10^12, i.e. Q·q < 10^20 (quantities up to 10^10 units). Beyond them the value
+is null and the warning check ``money_in_exact_range`` counts the operation.
 
 Values a run cannot type are counted by the warning check ``untypeable_values`` (with an
 example) instead of failing the run: a ``raw_response.$.strategy_id`` that is not a whole
@@ -360,9 +362,14 @@ def build_operations(
         F.when(closed, F.col("exit.last_at")).alias("exit_time"),
         typed(F.bround("fees", 8), MONEY).alias("fees"),
         "unconverted_fee_assets",
-        realized_pnl(entry, F.col("exit.notional"), qty_in, qty_out, F.col("fees")).alias(
-            "realized_pnl"
-        ),
+        realized_pnl(
+            entry,
+            F.col("entry.notional"),
+            F.col("exit.notional"),
+            qty_in,
+            qty_out,
+            F.col("fees"),
+        ).alias("realized_pnl"),
         F.coalesce("stop_fired", F.lit(False)).alias("stop_fired"),
         F.coalesce("stop_execution_count", F.lit(0))
         .cast(IntegerType())
@@ -377,21 +384,29 @@ def build_operations(
 
 
 def realized_pnl(
-    entry: Quotient, exit_notional: Column, qty_in: Column, qty_out: Column, fees: Column
+    entry: Quotient,
+    notional_in: Column,
+    notional_out: Column,
+    qty_in: Column,
+    qty_out: Column,
+    fees: Column,
 ) -> Column:
-    """Return sign·(exit_notional - entry average·qty_out) - fees, exact, rounded once.
+    """Return sign·(notional_out - entry average·qty_out) - fees, exact, rounded once.
 
-    ``entry`` is the entry notional / ``qty_in`` as (a, b); see the module docstring.
+    ``entry`` is notional_in / qty_in as (a, b); see the module docstring. A position
+    closed by exactly its quantity costs notional_in, whatever its size.
     """
     a_q = multiply(entry.truncated, qty_out, TRUNCATED, MONEY)  # decimal(37,16), exact
     b_q = multiply(entry.remainder, qty_out, REMAINDER, MONEY)  # decimal(37,24), exact
     rest = divide(b_q, qty_in, REMAINDER_PRODUCT, MONEY, 16)  # t + ε/qty_in
-    cost = typed(a_q + rest.truncated, NOTIONAL)
-    move = typed(exit_notional - cost, NOTIONAL)
+    whole = qty_out == qty_in
+    cost = F.when(whole, notional_in).otherwise(typed(a_q + rest.truncated, NOTIONAL))
+    move = typed(notional_out - cost, NOTIONAL)
     sign = F.when(F.col("side") == "BUY", F.lit(1)).otherwise(F.lit(-1))
     y = F.when(sign > 0, move).otherwise(-move) - fees  # decimal(38,16), exact
-    # The exact PnL is y - sign·ε, ε with the sign of the remainder.
-    return round_nudged(y, -sign * F.signum(rest.remainder), 8, MONEY)
+    # The exact PnL is y - sign·ε, ε with the sign of the remainder (none if whole).
+    nudge = F.when(whole, F.lit(0)).otherwise(-sign * F.signum(rest.remainder))
+    return round_nudged(y, nudge, 8, MONEY)
 
 
 def moved_from(previous: DataFrame, operations: DataFrame) -> DataFrame:
@@ -461,6 +476,18 @@ def quality_checks(expected_rows: int, untypeable: Observation | None = None) ->
             "CLOSED rows without exit_price or realized_pnl",
         ),
         CountCheck("row_count_matches_bronze", expected_rows, "bronze operation ids with fills"),
+        RowCheck(
+            "money_in_exact_range",
+            F.col("quantity").isNull()
+            | F.col("entry_price").isNull()
+            | F.col("fees").isNull()
+            | (
+                F.col("exit_quantity").isNotNull()
+                & (F.col("exit_price").isNull() | F.col("realized_pnl").isNull())
+            ),
+            "operations with money beyond the range computed exactly (nulled)",
+            critical=False,
+        ),
         RowCheck(
             "exit_not_above_position",
             F.col("exit_quantity") > F.col("quantity"),
