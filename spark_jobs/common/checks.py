@@ -99,9 +99,27 @@ def observe_untypeable(
     return frame.observe(observation, *metrics)
 
 
+def _observed_metrics(observation: Observation) -> dict[str, Any] | None:
+    """Return the metrics of ``observation``, or None if its frame computed no rows.
+
+    ``Observation.get`` blocks until an action has run the frame, and fails when the
+    optimizer pruned the observed part (a frame it proved empty); the JVM's future tells
+    both apart without blocking.
+    """
+    future = observation._jo.future() if observation._jo is not None else None  # type: ignore[attr-defined]
+    if future is None or not future.isCompleted():
+        return None
+    try:
+        return observation.get
+    except Exception:  # pruned: the observed rows were provably none
+        return None
+
+
 def untypeable_observed(check: UntypeableCheck) -> tuple[int, str]:
     """Return (count, observed text) of an :class:`UntypeableCheck` once its frame ran."""
-    metrics = check.observation.get
+    metrics = _observed_metrics(check.observation)
+    if metrics is None:
+        return 0, "0 untypeable values (no rows computed)"
     counts = {kind: int(metrics.get(kind) or 0) for kind in check.kinds}
     total = sum(counts.values())
     parts = [

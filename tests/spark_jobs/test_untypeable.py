@@ -6,8 +6,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import Observation, SparkSession
+from pyspark.sql import functions as F
 
+from spark_jobs.common.checks import UntypeableCheck, observe_untypeable, untypeable_observed
 from tests.spark_jobs.builders import event, order, snapshot, write_bronze
 from tests.spark_jobs.test_main import run, silver
 
@@ -104,3 +106,23 @@ def test_portfolio_snapshots_publish_every_client_despite_a_return_out_of_range(
     found = check(result)
     assert (found["passed"], found["critical"]) == (False, False)
     assert found["observed"].startswith("1 untypeable values: period_return 1 (e.g. snapshot 3:")
+
+
+def test_the_check_reads_counts_without_waiting_on_a_frame_that_computed_nothing(
+    spark: SparkSession,
+) -> None:
+    kinds = {"id": (F.col("id") > 3, F.col("id").cast("string"))}
+    ran, pruned, idle = Observation(), Observation(), Observation()
+    observe_untypeable(spark.range(10), ran, kinds).collect()
+    # The optimizer drops the observed part of a frame it proves empty.
+    observe_untypeable(spark.range(10), pruned, kinds).filter(F.col("id").isin([])).collect()
+    observe_untypeable(spark.range(10), idle, kinds)
+    assert untypeable_observed(UntypeableCheck(ran, ("id",))) == (
+        6,
+        "6 untypeable values: id 6 (e.g. 9)",
+    )
+    for observation in (pruned, idle):
+        assert untypeable_observed(UntypeableCheck(observation, ("id",))) == (
+            0,
+            "0 untypeable values (no rows computed)",
+        )
