@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -375,3 +375,39 @@ def test_money_columns_equal_the_exact_result_rounded_once(spark: SparkSession) 
     assert expected[1000][7] == Decimal("1.95439500")
     assert {op: got[op] for op in expected} == expected
     assert set(got) == set(expected)
+
+
+def test_a_fill_whose_amount_cannot_be_typed_is_left_out_and_counted(spark: SparkSession) -> None:
+    absurd = order(2, "BUY", "1", "1", "2024-12-27 10:01:00", id=22)
+    huge = Decimal("99999999999")  # price·qty ≈ 1e22: beyond decimal(37,16)
+    absurd.update(quantity=huge, price=huge, total_value=None)
+    orders = [
+        order(1, "BUY", "1", "100", "2024-12-27 10:00:00", id=11),
+        order(2, "BUY", "2", "50", "2024-12-27 10:00:00", id=21),
+        absurd,
+    ]
+    untypeable = Observation()
+    frame = orders_frame(spark, orders)
+    executions = spark.createDataFrame([], EXECUTIONS)
+    built = build_operations(frame, executions, BUILT, untypeable).localCheckpoint()
+    rows = {r.operation_id: r for r in built.collect()}
+    assert (rows[2].quantity, rows[2].entry_price, rows[2].fill_count) == (
+        Decimal("2"),
+        Decimal("50"),
+        1,
+    )
+    assert rows[1].entry_price == Decimal("100")
+    results = {
+        r.check: r
+        for r in run_checks(
+            built,
+            "silver.operations",
+            quality_checks(expected_operations(frame, built), untypeable),
+            ("strategy_id", "date"),
+        )
+    }
+    assert results["untypeable_values"].observed == (
+        "1 untypeable values: fill_amount 1 (e.g. order 22: "
+        "99999999999.00000000 x 99999999999.00000000, fee 0.00000000 USDC)"
+    )
+    assert all(r.passed for r in results.values() if r.critical)
