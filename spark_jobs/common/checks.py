@@ -7,12 +7,12 @@ run from publishing anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from spark_jobs.common.lake import partition_path
@@ -66,7 +66,66 @@ class CountCheck:
     critical: bool = True
 
 
-Check = RowCheck | UniqueCheck | CountCheck
+@dataclass(frozen=True)
+class UntypeableCheck:
+    """Warn about values a job nulled (or rows it left out) because it could not type them.
+
+    The counts come from ``observation``, filled by :func:`observe_untypeable` while the
+    job computed its output: no pass of its own. ``kinds`` names what was counted.
+    """
+
+    observation: Observation
+    kinds: tuple[str, ...]
+    name: str = "untypeable_values"
+    critical: bool = False
+
+
+Check = RowCheck | UniqueCheck | CountCheck | UntypeableCheck
+
+
+def observe_untypeable(
+    frame: DataFrame, observation: Observation, kinds: Mapping[str, tuple[Column, Column]]
+) -> DataFrame:
+    """Return ``frame`` counting, into ``observation``, its rows that match each kind.
+
+    ``kinds`` maps a name to (untypeable: a condition, shown: the value as text, for an
+    example). The frame must be computed once (a staging write, or a persist).
+    """
+    metrics = []
+    for name, (bad, shown) in kinds.items():
+        flagged = F.coalesce(bad, F.lit(False))
+        metrics.append(F.count_if(flagged).alias(name))
+        metrics.append(F.max(F.when(flagged, shown)).alias(f"{name}_example"))
+    return frame.observe(observation, *metrics)
+
+
+def _observed_metrics(observation: Observation) -> dict[str, Any] | None:
+    """Return the metrics of ``observation``, or None if its frame computed no rows.
+
+    ``Observation.get`` blocks until an action has run the frame, and fails when the
+    optimizer pruned the observed part (a frame it proved empty); the JVM's future tells
+    both apart without blocking.
+    """
+    future = observation._jo.future() if observation._jo is not None else None  # type: ignore[attr-defined]
+    if future is None or not future.isCompleted():
+        return None
+    try:
+        return observation.get
+    except Exception:  # pruned: the observed rows were provably none
+        return None
+
+
+def untypeable_observed(check: UntypeableCheck) -> tuple[int, str]:
+    """Return (count, observed text) of an :class:`UntypeableCheck` once its frame ran."""
+    metrics = _observed_metrics(check.observation)
+    if metrics is None:
+        return 0, "0 untypeable values (no rows computed)"
+    counts = {kind: int(metrics.get(kind) or 0) for kind in check.kinds}
+    total = sum(counts.values())
+    parts = [
+        f"{kind} {n} (e.g. {metrics.get(f'{kind}_example')})" for kind, n in counts.items() if n
+    ]
+    return total, f"{total} untypeable values" + (": " + ", ".join(parts) if parts else "")
 
 
 def not_null(column: str, critical: bool = True) -> RowCheck:
@@ -131,6 +190,9 @@ def check_partitions(
                     frame.join(duplicated, list(check.columns), "left_semi"), partition_by
                 )
             passed = dupes == 0
+        elif isinstance(check, UntypeableCheck):
+            bad, observed = untypeable_observed(check)
+            passed = bad == 0
         else:
             observed = f"{rows} rows; {check.expected} expected from {check.source}"
             passed = rows == check.expected

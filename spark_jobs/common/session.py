@@ -15,6 +15,8 @@ SESSION_SETTINGS = {
     # INT96 (Spark's default) is legacy; micros read back exactly in pyarrow and DuckDB.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.parquet.compression.codec": "zstd",
+    # Spark's default, pinned: spark_jobs.common.decimals derives its types from it.
+    "spark.sql.decimalOperations.allowPrecisionLoss": "true",
     # Let adaptive execution coalesce the shuffle partitions of cached frames too.
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
     # List partition directories on the driver: a Spark job per listing (the default

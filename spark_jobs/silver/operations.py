@@ -5,20 +5,43 @@ count (status FILLED or PARTIALLY_FILLED, with a price and a quantity): the oper
 side is the side of its first fill, entry fills are the fills on that side, exit fills
 the ones on the other side.
 
-Money is Decimal(20, 8) in and out. In between, casts keep Spark's decimal arithmetic
-from cutting scales (left alone, a weighted average would keep only 6 places): price·qty
-keeps 13 places, averages 12, PnL 9, then everything is rounded half-up to 8.
+Money is Decimal(20, 8) in and out, and every money column is the exact result rounded
+once, half even, at 8 places (see "Exact money" below).
 
 - ``quantity`` (position size) = Σ entry qty; ``exit_quantity`` = Σ exit qty.
 - ``entry_price`` = Σ(price·qty) / Σ qty over entry fills; ``exit_price`` likewise.
 - ``fees`` = Σ fees converted to the quote asset: a fee in the quote asset counts as is, a
-  fee in the base asset at its fill's price, a fee in a third asset (BNB) at the as-of
-  price of that asset's own fills in bronze.orders (BNBUSDC). A fee with no such price is
-  left out of ``fees``; its asset is listed in ``unconverted_fee_assets``.
+  fee in the base asset at its fill's price, a fee in a third asset (BNB) at the price of
+  the last fill of that asset against the same quote (BNBUSDC) at or before the fee's
+  fill, in bronze.orders. With no such earlier price the fee is left out of ``fees`` and
+  its asset listed in ``unconverted_fee_assets`` (a warning check counts them). A later
+  price is not used: the operation would change when another operation's order arrives,
+  which an incremental run (scoped to operations with new orders) would not pick up.
 - ``realized_pnl`` = sign * (exit_price - entry_price) * exit_quantity - fees, with sign +1
-  for a BUY (long) and -1 for a SELL (short) operation; null while nothing was exited.
+  for a BUY (long) and -1 for a SELL (short) operation, the prices being the exact
+  averages (not the rounded columns); null while nothing was exited.
 - ``status`` CLOSED once exit_quantity ≥ quantity, else OPEN.
 - ``stop_fired``: silver.stop_executions has an EXECUTED execution for the operation.
+
+Exact money (:mod:`spark_jobs.common.decimals`): price·qty and converted fees are exact at
+16 places (decimal(37,16): up to 10^21 per fill), summed exactly; averages are exact
+quotients rounded once. With E = Σ entry notional, Q = Σ entry qty, X / q the exit ones,
+E = a·Q + b (a: the average truncated at 8 places, 0 <= b < Q·10^-8), so
+
+    realized_pnl = sign·(X - a·q - b·q/Q) - fees
+
+where a·q is exact at 16 places and b·q/Q (below q·10^-8) is split into its truncation t
+at 16 places and a rest ε in [0, 10^-16). Y = sign·(X - a·q - t) - fees is exact; the rest
+only decides a tie of Y at 8 places (which side of it the exact value lies on). When q = Q
+the cost is E itself. Ranges: a leg's Σ notional < 10^21; for a partial (or over-) exit
+also b·q < 10^12, i.e. Q·q < 10^20 (quantities up to 10^10 units). Beyond them the value
+is null and the warning check ``money_in_exact_range`` counts the operation.
+
+Values a run cannot type are counted by the warning check ``untypeable_values`` (with an
+example) instead of failing the run: a ``raw_response.$.strategy_id`` that is not a whole
+number is nulled (attribution falls through to the stop events); a fill whose price·qty
+or converted fee does not fit decimal(37,16) is left out of its operation (and of the
+reconciliation count).
 
 ``strategy_id`` (a partition column) is not exported in bronze.orders today. It is taken,
 in order, from: a ``strategy_id`` column of bronze.orders (read as null until the exporter
@@ -38,7 +61,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -54,9 +77,25 @@ from pyspark.sql.types import (
 )
 
 from spark_jobs.common.bronze import BRONZE_EVENTS, BRONZE_ORDERS
-from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
+from spark_jobs.common.checks import (
+    Check,
+    CountCheck,
+    RowCheck,
+    UniqueCheck,
+    UntypeableCheck,
+    not_null,
+    observe_untypeable,
+)
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.datasets import MONEY, Layout, read_dataset
+from spark_jobs.common.decimals import (
+    Quotient,
+    divide,
+    multiply,
+    round_half_even,
+    round_nudged,
+    typed,
+)
 from spark_jobs.common.lake import partition_paths
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
@@ -67,10 +106,15 @@ UNATTRIBUTED = 0  # strategy_id of operations whose strategy bronze does not tel
 FILLED = ("FILLED", "PARTIALLY_FILLED")
 QUOTE_ASSETS = ("USDC", "USDT", "FDUSD", "BTC", "ETH", "BNB", "EUR", "BRL")
 
-# Intermediate types (see the module docstring): sums of price·qty, averages, fees.
-NOTIONAL = DecimalType(31, 13)
-AVERAGE = DecimalType(26, 12)
-FEE = DecimalType(28, 10)
+# Exact price·qty, converted fees and their sums: 16 places, 21 integer digits (two of
+# them add up within 38 digits).
+NOTIONAL = DecimalType(37, 16)
+# An average truncated at 8 places (below 10^13), and its remainder b < Q·10^-8 < 10^4.
+TRUNCATED = DecimalType(21, 8)
+REMAINDER = DecimalType(20, 16)
+# b·q: 24 places, below 10^13 while Q·q < 10^21.
+REMAINDER_PRODUCT = DecimalType(37, 24)
+UNTYPEABLE = ("strategy_id", "fill_amount")
 
 SCHEMA = StructType(
     [
@@ -113,14 +157,17 @@ def quote_asset(symbol: Column, base: Column) -> Column:
     return F.coalesce(F.nullif(after_base, F.lit("")), F.nullif(suffix, F.lit("")))
 
 
-def fills(orders: DataFrame) -> DataFrame:
+def fills(orders: DataFrame, untypeable: Observation | None = None) -> DataFrame:
     """Return the fills among ``orders`` (one row per order id), with their fee in quote.
 
     A fee in the quote asset counts as is, one in the base asset at the fill's price. A
     fee in a third asset (BNB) is valued at the last fill of that asset against the same
-    quote (BNBUSDC) at or before the fee's fill, else the first one after it; with no
-    such fill in bronze it stays unconverted (``unconverted_asset``). An order without a
-    side takes it from its type (``SPOT_BUY`` buys).
+    quote (BNBUSDC) at or before the fee's fill; with no such earlier fill in bronze it
+    stays unconverted (``unconverted_asset``). An order without a side takes it from its
+    type (``SPOT_BUY`` buys). ``notional`` is price·qty and ``fee_quote`` the converted
+    fee, both exact (:data:`NOTIONAL`). A fill whose amounts do not fit is left out, and
+    counted into ``untypeable`` if given, as is a raw_response strategy_id that is not a
+    whole number (nulled).
     """
     kind = F.col("transaction_type")
     side = F.coalesce(
@@ -132,7 +179,8 @@ def fills(orders: DataFrame) -> DataFrame:
     ).dropDuplicates(["id"])
     quote = quote_asset(F.col("symbol"), F.col("asset"))
     fee_asset = F.coalesce(F.col("fee_asset"), quote)
-    fee = F.coalesce(F.col("fee"), F.lit(0))
+    fee = F.coalesce(F.col("fee"), F.lit(0).cast(MONEY))
+    raw_strategy = F.get_json_object("raw_response", "$.strategy_id")
     rows = filled.filter(side.isNotNull()).select(
         F.col("related_operation_id").alias("operation_id"),
         "id",
@@ -143,21 +191,52 @@ def fills(orders: DataFrame) -> DataFrame:
         "price",
         F.coalesce("executed_at", "created_at").alias("filled_at"),
         fee.alias("fee"),
-        F.when(fee == 0, F.lit(0))
-        .when(fee_asset == quote, fee)
-        .when(fee_asset == F.col("asset"), fee * F.col("price"))
-        .cast(FEE)
+        multiply(F.col("price"), F.col("quantity"), MONEY, MONEY).alias("notional"),
+        F.when(fee == 0, F.lit(0).cast(NOTIONAL))
+        .when(fee_asset == quote, fee.cast(NOTIONAL))
+        .when(fee_asset == F.col("asset"), multiply(fee, F.col("price"), MONEY, MONEY))
         .alias("_direct_fee"),
+        F.coalesce(
+            (fee == 0) | (fee_asset == quote) | (fee_asset == F.col("asset")), F.lit(False)
+        ).alias("_direct"),
         fee_asset.alias("_fee_asset"),
         F.when(fee != 0, F.concat(fee_asset, quote)).alias("_fee_pair"),
-        F.coalesce(
-            F.col("strategy_id"),
-            F.get_json_object("raw_response", "$.strategy_id").cast(LongType()),
-        ).alias("order_strategy_id"),
+        F.coalesce(F.col("strategy_id"), typed(raw_strategy, LongType())).alias(
+            "order_strategy_id"
+        ),
+        (raw_strategy.isNotNull() & typed(raw_strategy, LongType()).isNull()).alias(
+            "_bad_strategy"
+        ),
+        raw_strategy.alias("_raw_strategy"),
     )
     priced = _with_fee_prices(rows)
-    fee_quote = F.coalesce("_direct_fee", (F.col("fee") * F.col("_fee_price")).cast(FEE))
-    return priced.filter(F.col("operation_id").isNotNull()).select(
+    fee_quote = F.when(F.col("_direct"), F.col("_direct_fee")).otherwise(
+        multiply(F.col("fee"), F.col("_fee_price"), MONEY, MONEY)
+    )
+    converted = F.col("_direct") | F.col("_fee_price").isNotNull()
+    checked = priced.filter(F.col("operation_id").isNotNull()).select(
+        "*",
+        fee_quote.alias("fee_quote"),
+        (F.col("notional").isNull() | (converted & fee_quote.isNull())).alias("_bad_amount"),
+    )
+    if untypeable is not None:
+        shown_fill = F.format_string(
+            "order %d: %s x %s, fee %s %s",
+            "id",
+            F.col("price").cast("string"),
+            F.col("quantity").cast("string"),
+            F.col("fee").cast("string"),
+            "_fee_asset",
+        )
+        checked = observe_untypeable(
+            checked,
+            untypeable,
+            {
+                "strategy_id": (F.col("_bad_strategy"), F.col("_raw_strategy")),
+                "fill_amount": (F.col("_bad_amount"), shown_fill),
+            },
+        )
+    return checked.filter(~F.col("_bad_amount")).select(
         "operation_id",
         "id",
         "client_id",
@@ -165,20 +244,22 @@ def fills(orders: DataFrame) -> DataFrame:
         "side",
         "quantity",
         "price",
+        "notional",
         "filled_at",
-        fee_quote.alias("fee_quote"),
-        F.when(fee_quote.isNull(), F.col("_fee_asset")).alias("unconverted_asset"),
+        F.when(converted, F.col("fee_quote")).alias("fee_quote"),
+        F.when(~converted, F.col("_fee_asset")).alias("unconverted_asset"),
         "order_strategy_id",
     )
 
 
 def _with_fee_prices(rows: DataFrame) -> DataFrame:
-    """Add ``_fee_price``: the as-of price of the fee asset, for the fills that need one.
+    """Add ``_fee_price``: the last price of the fee asset at or before the fill (null if
+    none), for the fills that need one.
 
     Those fills and the price points of their pairs are sorted together on one timeline
     per pair; the fills that need no price skip that shuffle.
     """
-    needs_price = F.col("_direct_fee").isNull() & F.col("_fee_pair").isNotNull()
+    needs_price = ~F.col("_direct") & F.col("_fee_pair").isNotNull()
     needs = rows.filter(needs_price)
     pairs = needs.select(F.col("_fee_pair").alias("_pair")).distinct()
     points = rows.select(
@@ -195,11 +276,7 @@ def _with_fee_prices(rows: DataFrame) -> DataFrame:
     )
     timeline = Window.partitionBy("_pair").orderBy("_at", "_kind")
     before = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    after = timeline.rowsBetween(Window.currentRow, Window.unboundedFollowing)
-    price = F.coalesce(
-        F.last("_point", ignorenulls=True).over(before),
-        F.first("_point", ignorenulls=True).over(after),
-    )
+    price = F.last("_point", ignorenulls=True).over(before)
     priced = (
         points.unionByName(wanted, allowMissingColumns=True)
         .withColumn("_fee_price", price)
@@ -210,27 +287,36 @@ def _with_fee_prices(rows: DataFrame) -> DataFrame:
     return direct.unionByName(priced)
 
 
-def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetime) -> DataFrame:
+def build_operations(
+    orders: DataFrame,
+    executions: DataFrame,
+    built_at: datetime,
+    untypeable: Observation | None = None,
+) -> DataFrame:
     """Summarise bronze ``orders`` per operation (schema :data:`SCHEMA`).
 
     ``executions`` is silver.stop_executions (operation_id, status, strategy_id are used).
-    ``built_at`` becomes ``created_at``.
+    ``built_at`` becomes ``created_at``. Values that cannot be typed are counted into
+    ``untypeable`` (see :func:`fills`).
     """
     order = F.struct("filled_at", "id")
     # One shuffle: fills clustered by operation serve both aggregations below.
     legs = (
-        fills(orders)
+        fills(orders, untypeable)
         .repartition("operation_id")
         .groupBy("operation_id", "side")
         .agg(
             F.min(order).alias("_first"),
             F.min_by("client_id", order).alias("client_id"),
             F.min_by("symbol", order).alias("symbol"),
-            F.sum("quantity").alias("qty"),
-            F.sum(F.col("price") * F.col("quantity")).alias("notional"),
+            # Sums are exact; one past its type is null (try_sum), never an error.
+            typed(F.try_sum("quantity"), MONEY).alias("qty"),
+            typed(F.try_sum("notional"), NOTIONAL).alias("notional"),
             F.min("filled_at").alias("first_at"),
             F.max("filled_at").alias("last_at"),
-            F.sum(F.coalesce("fee_quote", F.lit(0))).alias("fees"),
+            typed(F.try_sum(F.coalesce("fee_quote", F.lit(0).cast(NOTIONAL))), NOTIONAL).alias(
+                "fees"
+            ),
             F.collect_set("unconverted_asset").alias("unconverted"),
             F.max("order_strategy_id").alias("order_strategy_id"),
             F.count(F.lit(1)).alias("fills"),
@@ -244,7 +330,7 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
         F.min_by("symbol", "_first").alias("symbol"),
         F.min_by(leg, "_first").alias("entry"),
         F.when(F.count(F.lit(1)) > 1, F.max_by(leg, "_first")).alias("exit"),
-        F.sum("fees").alias("fees"),
+        typed(F.try_sum("fees"), NOTIONAL).alias("fees"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_list("unconverted")))).alias(
             "unconverted_fee_assets"
         ),
@@ -259,10 +345,8 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
     summary = summary.join(stops, "operation_id", "left")
 
     qty_in, qty_out = F.col("entry.qty"), F.col("exit.qty")
-    entry_price = _average(F.col("entry.notional"), qty_in)
-    exit_price = _average(F.col("exit.notional"), qty_out)
-    move = exit_price - entry_price
-    gross = F.when(F.col("side") == "BUY", move).otherwise(-move) * qty_out
+    entry = divide(F.col("entry.notional"), qty_in, NOTIONAL, MONEY, 8)
+    exit_ = divide(F.col("exit.notional"), qty_out, NOTIONAL, MONEY, 8)
     closed = qty_in.isNotNull() & (F.coalesce(qty_out, F.lit(0)) >= qty_in)
     return summary.select(
         "operation_id",
@@ -270,15 +354,22 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
         "symbol",
         "side",
         F.when(closed, "CLOSED").otherwise("OPEN").alias("status"),
-        qty_in.cast(MONEY).alias("quantity"),
-        entry_price.cast(MONEY).alias("entry_price"),
+        qty_in.alias("quantity"),
+        round_half_even(entry, MONEY).alias("entry_price"),
         F.col("entry.first_at").alias("entry_time"),
-        qty_out.cast(MONEY).alias("exit_quantity"),
-        exit_price.cast(MONEY).alias("exit_price"),
+        qty_out.alias("exit_quantity"),
+        round_half_even(exit_, MONEY).alias("exit_price"),
         F.when(closed, F.col("exit.last_at")).alias("exit_time"),
-        F.col("fees").cast(MONEY).alias("fees"),
+        typed(F.bround("fees", 8), MONEY).alias("fees"),
         "unconverted_fee_assets",
-        (gross - F.col("fees")).cast(MONEY).alias("realized_pnl"),
+        realized_pnl(
+            entry,
+            F.col("entry.notional"),
+            F.col("exit.notional"),
+            qty_in,
+            qty_out,
+            F.col("fees"),
+        ).alias("realized_pnl"),
         F.coalesce("stop_fired", F.lit(False)).alias("stop_fired"),
         F.coalesce("stop_execution_count", F.lit(0))
         .cast(IntegerType())
@@ -292,10 +383,30 @@ def build_operations(orders: DataFrame, executions: DataFrame, built_at: datetim
     )
 
 
-def _average(notional: Column, quantity: Column) -> Column:
-    """Return notional / quantity with 12 decimal places (null when quantity is 0/null)."""
-    ratio = notional.cast(NOTIONAL) / quantity.cast(MONEY)
-    return F.when(quantity > 0, ratio.cast(AVERAGE))
+def realized_pnl(
+    entry: Quotient,
+    notional_in: Column,
+    notional_out: Column,
+    qty_in: Column,
+    qty_out: Column,
+    fees: Column,
+) -> Column:
+    """Return sign·(notional_out - entry average·qty_out) - fees, exact, rounded once.
+
+    ``entry`` is notional_in / qty_in as (a, b); see the module docstring. A position
+    closed by exactly its quantity costs notional_in, whatever its size.
+    """
+    a_q = multiply(entry.truncated, qty_out, TRUNCATED, MONEY)  # decimal(37,16), exact
+    b_q = multiply(entry.remainder, qty_out, REMAINDER, MONEY)  # decimal(37,24), exact
+    rest = divide(b_q, qty_in, REMAINDER_PRODUCT, MONEY, 16)  # t + ε/qty_in
+    whole = qty_out == qty_in
+    cost = F.when(whole, notional_in).otherwise(typed(a_q + rest.truncated, NOTIONAL))
+    move = typed(notional_out - cost, NOTIONAL)
+    sign = F.when(F.col("side") == "BUY", F.lit(1)).otherwise(F.lit(-1))
+    y = F.when(sign > 0, move).otherwise(-move) - fees  # decimal(38,16), exact
+    # The exact PnL is y - sign·ε, ε with the sign of the remainder (none if whole).
+    nudge = F.when(whole, F.lit(0)).otherwise(-sign * F.signum(rest.remainder))
+    return round_nudged(y, nudge, 8, MONEY)
 
 
 def moved_from(previous: DataFrame, operations: DataFrame) -> DataFrame:
@@ -344,8 +455,9 @@ def expected_operations(orders: DataFrame, operations: DataFrame) -> int:
     return ids.join(operations.select("operation_id"), "operation_id", "left_semi").count()
 
 
-def quality_checks(expected_rows: int) -> list[Check]:
-    """Return the contract of silver.operations."""
+def quality_checks(expected_rows: int, untypeable: Observation | None = None) -> list[Check]:
+    """Return the contract of silver.operations (``untypeable``: see :func:`fills`)."""
+    observed: list[Check] = [] if untypeable is None else [UntypeableCheck(untypeable, UNTYPEABLE)]
     return [
         not_null("operation_id"),
         not_null("client_id"),
@@ -365,6 +477,18 @@ def quality_checks(expected_rows: int) -> list[Check]:
         ),
         CountCheck("row_count_matches_bronze", expected_rows, "bronze operation ids with fills"),
         RowCheck(
+            "money_in_exact_range",
+            F.col("quantity").isNull()
+            | F.col("entry_price").isNull()
+            | F.col("fees").isNull()
+            | (
+                F.col("exit_quantity").isNotNull()
+                & (F.col("exit_price").isNull() | F.col("realized_pnl").isNull())
+            ),
+            "operations with money beyond the range computed exactly (nulled)",
+            critical=False,
+        ),
+        RowCheck(
             "exit_not_above_position",
             F.col("exit_quantity") > F.col("quantity"),
             "operations that exited more than they entered",
@@ -382,6 +506,7 @@ def quality_checks(expected_rows: int) -> list[Check]:
             "operations with fees not converted to the quote asset",
             critical=False,
         ),
+        *observed,
     ]
 
 
@@ -401,7 +526,10 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     current = read_dataset(spark, config.lake_uri, LAYOUT.renamed(config.output))
     previous = current.select("operation_id", *PARTITIONS)
 
-    operations = build_operations(orders, executions, built_at=datetime.now(UTC)).persist()
+    untypeable = Observation()
+    operations = build_operations(
+        orders, executions, built_at=datetime.now(UTC), untypeable=untypeable
+    ).persist()
     try:
         if config.mode == "dates":
             events = read_dataset(
@@ -416,7 +544,7 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
                 in_range = F.col("date").between(config.start_date, config.end_date)
                 selected, left = selected.filter(in_range), left.filter(in_range)
             replace = partition_paths(PARTITIONS, left.collect())
-        checks = quality_checks(expected_operations(orders, selected))
+        checks = quality_checks(expected_operations(orders, selected), untypeable)
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
         write_checked(spark, config, selected, output, checks, report, also_replace=replace)
     finally:

@@ -16,7 +16,11 @@ crypto book is the usual choice) and N snapshots a year (8760 for hourly snapsho
     sharpe = (AVG(period_return) - r_f) / STDDEV_SAMP(period_return) * SQRT(N)
 
 This assumes evenly spaced snapshots; with uneven ones, resample to a fixed step first.
-Returns are Decimal(20, 10) fractions (0.0123 = +1.23%); money stays Decimal(20, 8).
+Returns are Decimal(20, 10) fractions (0.0123 = +1.23%); money stays Decimal(20, 8). A
+return is the exact quotient (a - b) / b rounded once, half even, at 10 places
+(:mod:`spark_jobs.common.decimals`). One that does not fit Decimal(20, 10) (|return| >=
+10^10: a previous value of 0.00000001 then a deposit) is nulled and counted by the
+warning check ``untypeable_values``, with an example, instead of failing the run.
 
 Bronze keeps 90 days, silver a year: the history before a client's oldest bronze snapshot
 comes from the output dataset itself, as a *seed* (the last silver row before it carries
@@ -32,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DateType,
@@ -45,14 +49,26 @@ from pyspark.sql.types import (
 )
 
 from spark_jobs.common.bronze import BRONZE_PORTFOLIO
-from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
+from spark_jobs.common.checks import (
+    Check,
+    CountCheck,
+    RowCheck,
+    UniqueCheck,
+    UntypeableCheck,
+    not_null,
+    observe_untypeable,
+)
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.datasets import MONEY, Layout, read_dataset
+from spark_jobs.common.decimals import divide, round_half_even, typed
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 
 DATASET = "silver.portfolio_snapshots"
 RETURN = DecimalType(20, 10)
+#: A return before it is narrowed to RETURN: (a - b) / b < 10^20 for money a, b.
+WIDE_RETURN = DecimalType(31, 10)
+RETURNS = ("period_return", "cumulative_return", "drawdown")
 
 SCHEMA = StructType(
     [
@@ -79,11 +95,23 @@ OUTPUT = Output(DATASET, PARTITIONS, sort_by=("timestamp", "snapshot_id"))
 # --- transform ---------------------------------------------------------------------------
 
 
-def _ratio(numerator: Column, denominator: Column) -> Column:
-    """Return numerator / denominator - 1 as RETURN, null when the denominator is 0/null."""
-    # Cast first: Decimal(20,8) / Decimal(20,8) would otherwise keep only 6 places.
-    quotient = numerator.cast(DecimalType(30, 12)) / denominator.cast(DecimalType(20, 8))
-    return F.when(denominator != 0, (quotient - 1).cast(RETURN))
+def _change(value: Column, base: Column) -> Column:
+    """Return (value - base) / base, exact then rounded half even at 10 places, as
+    :data:`WIDE_RETURN`; null when base is 0 or null.
+
+    value - base is Decimal(21, 8); a negative base flips both signs (the quotient is the
+    same) so that :func:`divide` gets a positive divisor.
+    """
+    change = typed(value - base, DecimalType(21, 8))
+    flip = base < 0
+    quotient = divide(
+        F.when(flip, -change).otherwise(change),
+        F.abs(base),
+        DecimalType(21, 8),
+        MONEY,
+        RETURN.scale,
+    )
+    return round_half_even(quotient, WIDE_RETURN)
 
 
 def seed_rows(previous: DataFrame, portfolio: DataFrame) -> DataFrame:
@@ -105,12 +133,16 @@ def seed_rows(previous: DataFrame, portfolio: DataFrame) -> DataFrame:
 
 
 def build_portfolio_snapshots(
-    portfolio: DataFrame, built_at: datetime, seeds: DataFrame | None = None
+    portfolio: DataFrame,
+    built_at: datetime,
+    seeds: DataFrame | None = None,
+    untypeable: Observation | None = None,
 ) -> DataFrame:
     """Return bronze ``portfolio`` snapshots with returns and drawdown (schema :data:`SCHEMA`).
 
     ``seeds`` (from :func:`seed_rows`) carry each client's history from before its oldest
-    bronze snapshot; ``built_at`` becomes ``created_at``.
+    bronze snapshot; ``built_at`` becomes ``created_at``. Returns too large for
+    :data:`RETURN` are nulled and counted into ``untypeable`` if given.
     """
     rows = portfolio.dropDuplicates(["id"]).select(
         "client_id",
@@ -149,19 +181,31 @@ def build_portfolio_snapshots(
         .alias("running_peak"),
     )
     peak = F.col("running_peak")
-    return with_history.filter(~F.col("_seed")).select(
+    wide = with_history.filter(~F.col("_seed")).select(
+        "*",
+        _change(value, F.col("_previous")).alias("_period_return"),
+        _change(value, F.col("base_value")).alias("_cumulative_return"),
+        F.when(peak > 0, -_change(value, peak))
+        .otherwise(F.lit(0).cast(WIDE_RETURN))
+        .alias("_drawdown"),
+    )
+    if untypeable is not None:
+        kinds = {}
+        for name in RETURNS:
+            column = F.col(f"_{name}")
+            shown = F.format_string("snapshot %d: %s", "snapshot_id", column.cast("string"))
+            kinds[name] = (column.isNotNull() & typed(column, RETURN).isNull(), shown)
+        wide = observe_untypeable(wide, untypeable, kinds)
+    return wide.select(
         "snapshot_id",
         "timestamp",
         "quote_asset",
         "total_value",
         "cash",
-        F.col("base_value").cast(MONEY).alias("base_value"),
-        _ratio(value, F.col("_previous")).alias("period_return"),
-        _ratio(value, F.col("base_value")).alias("cumulative_return"),
-        peak.cast(MONEY).alias("running_peak"),
-        F.when(peak > 0, (-_ratio(value, peak)).cast(RETURN))
-        .otherwise(F.lit(0).cast(RETURN))
-        .alias("drawdown"),
+        "base_value",
+        *[typed(F.col(f"_{name}"), RETURN).alias(name) for name in RETURNS[:2]],
+        "running_peak",
+        typed(F.col("_drawdown"), RETURN).alias("drawdown"),
         F.lit(built_at).cast(TimestampType()).alias("created_at"),
         "client_id",
         F.to_date("timestamp").alias("date"),
@@ -189,8 +233,9 @@ def expected_snapshots(portfolio: DataFrame, snapshots: DataFrame) -> int:
     return ids.join(partitions, list(PARTITIONS), "left_semi").count()
 
 
-def quality_checks(expected_rows: int) -> list[Check]:
-    """Return the contract of silver.portfolio_snapshots."""
+def quality_checks(expected_rows: int, untypeable: Observation | None = None) -> list[Check]:
+    """Return the contract of silver.portfolio_snapshots (``untypeable``: returns nulled)."""
+    observed: list[Check] = [] if untypeable is None else [UntypeableCheck(untypeable, RETURNS)]
     return [
         not_null("client_id"),
         not_null("timestamp"),
@@ -211,6 +256,7 @@ def quality_checks(expected_rows: int) -> list[Check]:
             "snapshots with more cash than total value",
             critical=False,
         ),
+        *observed,
     ]
 
 
@@ -225,14 +271,15 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     current = read_dataset(spark, config.lake_uri, LAYOUT.renamed(config.output))
     seeds = seed_rows(current, portfolio)
 
-    snapshots = build_portfolio_snapshots(portfolio, datetime.now(UTC), seeds)
+    untypeable = Observation()
+    snapshots = build_portfolio_snapshots(portfolio, datetime.now(UTC), seeds, untypeable)
     if config.mode == "dates":
         snapshots = affected_by_dates(snapshots, portfolio, config.dates)
     elif config.mode == "range":
         snapshots = snapshots.filter(F.col("date").between(config.start_date, config.end_date))
     snapshots = snapshots.persist()
     try:
-        checks = quality_checks(expected_snapshots(portfolio, snapshots))
+        checks = quality_checks(expected_snapshots(portfolio, snapshots), untypeable)
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
         write_checked(spark, config, snapshots, output, checks, report)
     finally:

@@ -16,7 +16,9 @@ quantity and source):
   non-null value; ``slippage_breach``: a SLIPPAGE_BREACH event exists;
 - ``retry_count``: the highest; ``event_count``: distinct events; ``first_event_seq`` /
   ``last_event_seq``: lowest / highest event_seq; ``source_event_ids``: in replay order;
-- ``strategy_id``: ``$.strategy_id`` of the trigger event's payload (null if absent);
+- ``strategy_id``: ``$.strategy_id`` of the trigger event's payload (null if absent, or
+  if it is not a whole number: ``"abc"`` is nulled and counted by the warning check
+  ``untypeable_values``, with an example, instead of failing the run under ANSI mode);
 - ``created_at``: when this row was built (for freshness checks).
 
 Partitions: ``client_id`` / ``date`` = UTC date of the execution's trigger (its first
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -55,7 +57,15 @@ from pyspark.sql.types import (
 )
 
 from spark_jobs.common.bronze import BRONZE_EVENTS
-from spark_jobs.common.checks import Check, CountCheck, RowCheck, UniqueCheck, not_null
+from spark_jobs.common.checks import (
+    Check,
+    CountCheck,
+    RowCheck,
+    UniqueCheck,
+    UntypeableCheck,
+    not_null,
+    observe_untypeable,
+)
 from spark_jobs.common.config import JobConfig
 from spark_jobs.common.datasets import (
     MONEY,
@@ -67,6 +77,7 @@ from spark_jobs.common.datasets import (
     read_files,
     read_partitions,
 )
+from spark_jobs.common.decimals import typed
 from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
@@ -167,10 +178,14 @@ def status_after(event_type: Column) -> Column:
     return reduce(lambda acc, case: acc.when(*case), cases[1:], F.when(*cases[0]))
 
 
-def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
+def build_stop_executions(
+    events: DataFrame, built_at: datetime, untypeable: Observation | None = None
+) -> DataFrame:
     """Replay bronze ``events`` into one row per execution (schema :data:`SCHEMA`).
 
     ``built_at`` becomes ``created_at`` (when silver was built, for freshness checks).
+    Payload values that cannot be typed are nulled, and counted into ``untypeable`` if
+    given (the frame must then be computed once).
 
     One shuffle: each execution's events are collected into one array, sorted by
     (occurred_at, event_seq), freed of repeated event_ids (the first copy is kept), and
@@ -180,10 +195,16 @@ def build_stop_executions(events: DataFrame, built_at: datetime) -> DataFrame:
     fields = ("occurred_at", "event_seq", "event_id", "event_type", "retry_count",
               *TRIGGER_COLUMNS, *LAST_NON_NULL)  # fmt: skip
     # The payload is parsed before the shuffle: a long travels instead of the JSON text.
-    strategy = F.get_json_object("payload_json", "$.strategy_id").cast(LongType())
+    raw_strategy = F.get_json_object("payload_json", "$.strategy_id")
+    parsed = events.filter(F.col("execution_token").isNotNull()).withColumn(
+        "strategy_id", typed(raw_strategy, LongType())
+    )
+    if untypeable is not None:
+        bad = raw_strategy.isNotNull() & F.col("strategy_id").isNull()
+        shown = F.format_string("event %s: %s", F.col("event_id"), raw_strategy)
+        parsed = observe_untypeable(parsed, untypeable, {"strategy_id": (bad, shown)})
     collected = (
-        events.filter(F.col("execution_token").isNotNull())
-        .withColumn("strategy_id", strategy)
+        parsed
         # Shuffle the events themselves: a partial collect_list before the shuffle would
         # only sort them once more (it falls back to sorting past 128 keys per task).
         .repartition("execution_token")
@@ -362,9 +383,13 @@ def expected_executions(events: DataFrame, executions: DataFrame) -> int:
     return execution_partitions(events).join(partitions, list(PARTITIONS), "left_semi").count()
 
 
-def quality_checks(expected_rows: int) -> list[Check]:
-    """Return the contract of silver.stop_executions (SPEC §4) plus reconciliation."""
+def quality_checks(expected_rows: int, untypeable: Observation | None = None) -> list[Check]:
+    """Return the contract of silver.stop_executions (SPEC §4) plus reconciliation
+    (``untypeable``: payload values nulled, see :func:`build_stop_executions`)."""
     slippage = F.abs(F.col("slippage_pct"))
+    observed: list[Check] = (
+        [] if untypeable is None else [UntypeableCheck(untypeable, ("strategy_id",))]
+    )
     return [
         not_null("execution_id"),
         not_null("operation_id"),
@@ -396,6 +421,7 @@ def quality_checks(expected_rows: int) -> list[Check]:
             "EXECUTED rows without slippage_pct",
             critical=False,
         ),
+        *observed,
     ]
 
 
@@ -426,12 +452,13 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
             F.col("date").between(config.start_date, config.end_date)
         )
         in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
-    executions = build_stop_executions(in_scope, built_at=datetime.now(UTC))
+    untypeable = Observation()
+    executions = build_stop_executions(in_scope, built_at=datetime.now(UTC), untypeable=untypeable)
     if config.mode == "range":
         executions = executions.filter(F.col("date").between(config.start_date, config.end_date))
 
     def checks(staged: DataFrame) -> list[Check]:
-        return quality_checks(expected_executions(events, staged))
+        return quality_checks(expected_executions(events, staged), untypeable)
 
     output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
     write_checked(spark, config, executions, output, checks, report)
@@ -477,13 +504,16 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
         elif plan.first_dates is not None:
             window = events.filter(date_between(plan.first_dates[0], plan.first_dates[1] + day))
         rebuilt = F.broadcast(rebuilt)  # tens of thousands of tokens: a few MB
+        untypeable = Observation()
         replayed = build_stop_executions(
-            window.join(rebuilt, "execution_token", "left_semi"), built_at=datetime.now(UTC)
+            window.join(rebuilt, "execution_token", "left_semi"),
+            built_at=datetime.now(UTC),
+            untypeable=untypeable,
         )
         current = read_partitions(spark, config.lake_uri, layout, published)
         executions = merge_increment(replayed, rebuilt, current, sorted(plan.partitions))
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
-        checks = quality_checks(plan.executions)
+        checks = quality_checks(plan.executions, untypeable)
         write_checked(
             spark, config, executions, output, checks, report, also_replace=sorted(plan.partitions)
         )

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from spark_jobs.common.checks import run_checks
 from spark_jobs.silver.portfolio_snapshots import (
     affected_by_dates,
     build_portfolio_snapshots,
     expected_snapshots,
+    quality_checks,
     seed_rows,
 )
 from tests.spark_jobs.builders import day, portfolio_frame, snapshot
@@ -118,3 +124,69 @@ def test_dates_scope_rewrites_each_touched_client_from_its_first_touched_date(
     chosen = affected_by_dates(snapshots, bronze, [day("2024-12-27")])
     assert sorted(r.snapshot_id for r in chosen.collect()) == [2, 3]
     assert expected_snapshots(bronze, chosen) == 2
+
+
+def half_even(value: Fraction, places: int = 10) -> Decimal:
+    """Round an exact rational half-even at ``places`` decimal places."""
+    scaled = value * 10**places
+    whole = math.floor(scaled)
+    rest = scaled - whole
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and whole % 2 == 1):
+        whole += 1
+    return Decimal(whole).scaleb(-places)
+
+
+def test_returns_equal_the_exact_quotient_rounded_once(spark: SparkSession) -> None:
+    rng = random.Random(7)
+    rows, expected = [], {}
+    for client in (1, 2, 3):
+        values = [Decimal(rng.randrange(1, 10**19)).scaleb(-8) for _ in range(12)]
+        values[3] = values[2] * 3  # a return of exactly 2
+        values[5] = values[4] + Decimal("0.00000001")  # a tiny one
+        first, peak, previous = values[0], Decimal(0), None
+        for i, value in enumerate(values):
+            snapshot_id = client * 100 + i
+            rows.append(snapshot(client, f"2024-12-27 {i:02}:00:00", str(value), id=snapshot_id))
+            peak = max(peak, value)
+            v = Fraction(value)
+            expected[snapshot_id] = (
+                None if previous is None else half_even(v / Fraction(previous) - 1),
+                half_even(v / Fraction(first) - 1),
+                half_even((Fraction(peak) - v) / Fraction(peak)),
+            )
+            previous = value
+    # 0.00000005 / 200 = 2.5e-10: a tie at 10 places, to the even 2e-10 (half up: 3e-10)
+    rows.append(snapshot(4, "2024-12-27 00:00:00", "200", id=401))
+    rows.append(snapshot(4, "2024-12-27 01:00:00", "200.00000005", id=402))
+    expected[401] = (None, Decimal(0), Decimal(0))
+    expected[402] = (Decimal("2E-10"), Decimal("2E-10"), Decimal(0))
+    actual = build_portfolio_snapshots(portfolio_frame(spark, rows), BUILT).collect()
+    got = {r.snapshot_id: (r.period_return, r.cumulative_return, r.drawdown) for r in actual}
+    assert got == expected
+
+
+def test_a_return_too_large_to_type_is_nulled_and_counted(spark: SparkSession) -> None:
+    rows = [
+        snapshot(1, "2024-12-27 00:00:00", "0.00000001", id=1),
+        snapshot(1, "2024-12-27 01:00:00", "500", id=2),  # +5e10: beyond decimal(20,10)
+        snapshot(1, "2024-12-27 02:00:00", "0", id=3),
+        snapshot(1, "2024-12-27 03:00:00", "400", id=4),  # previous 0: no return
+        snapshot(2, "2024-12-27 00:00:00", "100", id=5),
+        snapshot(2, "2024-12-27 01:00:00", "110", id=6),
+    ]
+    untypeable = Observation()
+    built = build_portfolio_snapshots(portfolio_frame(spark, rows), BUILT, None, untypeable)
+    staged = built.localCheckpoint()  # computes the frame once, like the staging write
+    got = {r.snapshot_id: (r.period_return, r.cumulative_return) for r in staged.collect()}
+    assert got[2] == (None, None)
+    assert got[4] == (None, None)
+    assert got[6] == (Decimal("0.1"), Decimal("0.1"))
+    results = {
+        r.check: r
+        for r in run_checks(staged, "silver.portfolio_snapshots", quality_checks(6, untypeable), ())
+    }
+    check = results["untypeable_values"]
+    assert (check.passed, check.critical) == (False, False)
+    assert check.observed.startswith("3 untypeable values: period_return 1 (e.g. snapshot 2: ")
+    assert "cumulative_return 2" in check.observed
+    assert all(r.passed for name, r in results.items() if r.critical)
