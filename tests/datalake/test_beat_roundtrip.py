@@ -3,11 +3,11 @@ the hourly bronze-ingest (here every 2 s) exports and records its runs, and a sc
 whose task keeps failing pauses itself."""
 
 import json
-from io import StringIO
 import subprocess
 import sys
 import time
 import uuid
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -59,9 +59,8 @@ def test_beat_and_worker_run_the_scheduled_export(redis_url, tmp_path, subproces
                  tmp_path / "beat.log", env)  # fmt: skip
 
     def logs() -> str:
-        return "\n".join(
-            f"--- {name} ---\n" + (tmp_path / name).read_text() for name in ("worker.log", "beat.log")
-        )
+        names = ("worker.log", "beat.log")
+        return "\n".join(f"--- {n} ---\n" + (tmp_path / n).read_text() for n in names)
 
     try:
         deadline = time.monotonic() + DEADLINE_SECONDS
