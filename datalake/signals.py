@@ -14,11 +14,16 @@ logger = logging.getLogger(__name__)
 
 @receiver(run_finished, dispatch_uid="datalake.alert_on_run")
 def alert_on_run(sender: type, run: JobRun, **kwargs: Any) -> None:
-    """Notify a failed top-level run, and a dataset run that broke its contract."""
+    """Notify a failed top-level run, and a dataset run that broke its contract.
+
+    Runs of Celery tasks (trigger schedule) are told by the task's own failure instead:
+    once per task, after its retries, even when it failed before recording a run.
+    """
     from datalake.notify import notify
 
     where = f"{run.job_name} run {run.pk}" + (f" ({run.dataset})" if run.dataset else "")
-    if run.status == JobRun.Status.FAILED and run.parent_id is None:
+    told_by_task = run.trigger == JobRun.Trigger.SCHEDULE
+    if run.status == JobRun.Status.FAILED and run.parent_id is None and not told_by_task:
         notify("failure", f"{where} failed", {"error": run.error[:2000], "trigger": run.trigger})
     if not run.dataset:  # a parent run sums its children, which alert themselves
         return
@@ -38,17 +43,24 @@ def periodic_task_name(request: Any) -> str | None:
     return name or headers.get("periodic_task_name")
 
 
-@task_postrun.connect(dispatch_uid="datalake.count_scheduled_outcome")
-def count_scheduled_outcome(task: Any = None, state: str | None = None, retval: Any = None,
-                            **kwargs: Any) -> None:  # fmt: skip
-    """Count a scheduled task's success or failure towards pausing its schedule."""
+@task_postrun.connect(dispatch_uid="datalake.on_task_outcome")
+def on_task_outcome(task: Any = None, state: str | None = None, retval: Any = None,
+                    **kwargs: Any) -> None:  # fmt: skip
+    """Notify a failed task (after its retries); count a scheduled task's outcome towards
+    pausing its schedule."""
+    from datalake.notify import notify
     from datalake.schedules import record_outcome
 
-    name = periodic_task_name(task.request) if task is not None else None
-    if not name or state not in (states.SUCCESS, states.FAILURE):
+    if task is None or state not in (states.SUCCESS, states.FAILURE):
         return
+    name = periodic_task_name(task.request)
     failed = state == states.FAILURE
     error = f"{type(retval).__name__}: {retval}" if failed else ""
+    if failed:
+        origin = f" (schedule {name})" if name else ""
+        notify("failure", f"task {task.name} failed{origin}", {"error": error[:2000]})
+    if not name:
+        return
     try:
         record_outcome(name, failed=failed, error=error)
     except Exception:  # counting must never break the worker

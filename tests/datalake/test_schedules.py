@@ -176,6 +176,9 @@ def test_a_schedule_pauses_itself_after_consecutive_failures(settings, caplog):
     assert task.description.endswith("Flaky job")
     assert state.paused_at is not None
     assert state.pause_reason in task.description
+    failures = [r.message for r in caplog.records if "[failure]" in r.message]
+    assert len(failures) == 5  # each failed task, once
+    assert "task tests.sometimes_fails failed (schedule flaky)" in failures[0]
     paused = [r for r in caplog.records if r.levelname == "ERROR" and "[pause]" in r.message]
     assert len(paused) == 1
     assert "flaky" in paused[0].message
