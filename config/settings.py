@@ -163,4 +163,9 @@ EMAIL_BACKEND = env.str(
 )
 EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+# A webhook URL often carries its token; neither may reach a job record.
+DATALAKE_SECRET_VALUES += [v for v in (EMAIL_HOST_PASSWORD, DATALAKE_ALERT_WEBHOOK_URL) if v]
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="datalake@localhost")
