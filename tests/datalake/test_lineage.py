@@ -98,3 +98,30 @@ def test_gold_reads_the_silver_published_since_its_last_build():
     record_consumed(failed, [in_flight])
     failed.fail("boom")  # a failed build moves nothing
     assert published_since_last("gold.stop_outcome", producers) == [in_flight, c]
+
+
+def test_admin_shows_lineage_both_ways_and_the_managed_schedules(admin_client):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from datalake.models import ManagedSchedule
+
+    bronze = export_run("events", 1, ["2024-12-20"])
+    silver_run = JobRun.objects.start("silver.stop_executions", layer="silver")
+    record_consumed(silver_run, [bronze])
+    silver_run.succeed()
+
+    page = admin_client.get(f"/admin/datalake/jobrun/{silver_run.pk}/change/").content.decode()
+    assert f'href="/admin/datalake/jobrun/{bronze.pk}/change/"' in page
+    page = admin_client.get(f"/admin/datalake/jobrun/{bronze.pk}/change/").content.decode()
+    assert f'href="/admin/datalake/jobrun/{silver_run.pk}/change/"' in page
+
+    task = PeriodicTask.objects.create(
+        name="bronze-ingest", task="datalake.bronze_ingest", enabled=False,
+        interval=IntervalSchedule.objects.create(every=1, period="hours"),
+    )  # fmt: skip
+    ManagedSchedule.objects.create(
+        periodic_task=task, fingerprint="-", pause_reason="Paused automatically after 3"
+    )
+    page = admin_client.get("/admin/datalake/managedschedule/").content.decode()
+    assert "bronze-ingest" in page
+    assert "Paused automatically after 3" in page
