@@ -24,10 +24,11 @@ DEADLINE_SECONDS = 60
 
 
 def start(args: list[str], log: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", *args, "--loglevel=INFO"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args, "--loglevel=INFO"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def test_beat_and_worker_run_the_scheduled_export(redis_url, tmp_path, subprocess_env, settings):
