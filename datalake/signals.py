@@ -14,6 +14,14 @@ logger = logging.getLogger(__name__)
 
 @receiver(run_finished, dispatch_uid="datalake.alert_on_run")
 def alert_on_run(sender: type, run: JobRun, **kwargs: Any) -> None:
+    """Alert on a finished run; an alert that cannot be sent never fails the run."""
+    try:
+        _alert_on_run(run)
+    except Exception:
+        logger.exception("could not alert on run %s", run.pk)
+
+
+def _alert_on_run(run: JobRun) -> None:
     """Notify a failed top-level run, and a dataset run that broke its contract.
 
     Runs of Celery tasks (trigger schedule) are told by the task's own failure instead:
