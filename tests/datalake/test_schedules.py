@@ -215,3 +215,26 @@ def test_a_job_whose_lock_is_held_records_skipped():
     again = run_exclusive("ops.example", inner, layer=JobRun.Layer.OPS)
     assert again.status == JobRun.Status.SUCCEEDED
     assert seen == [again.pk]
+
+
+ATTEMPTS: list[int] = []
+
+
+@shared_task(name="tests.retries_then_fails", autoretry_for=(RuntimeError,), max_retries=2,
+             default_retry_delay=0)  # fmt: skip
+def retries_then_fails() -> None:
+    ATTEMPTS.append(1)
+    raise RuntimeError("storage down")
+
+
+@pytest.mark.django_db
+def test_a_task_that_retries_counts_and_notifies_once(caplog):
+    interval = IntervalSchedule.objects.create(every=1, period="hours")
+    task = PeriodicTask.objects.create(name="retrying", task="tests.retries_then_fails",
+                                       interval=interval)  # fmt: skip
+    ManagedSchedule.objects.create(periodic_task=task, fingerprint="x")
+    ATTEMPTS.clear()
+    retries_then_fails.apply(headers={"periodic_task_name": "retrying"})
+    assert len(ATTEMPTS) == 3
+    assert ManagedSchedule.objects.get().consecutive_failures == 1
+    assert len([m for m in caplog.messages if "[failure]" in m]) == 1
