@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -150,3 +151,21 @@ DATALAKE_SECRET_VALUES = [
 ]
 DATALAKE_EXPORT_BATCH_SIZE = env.int("DATALAKE_EXPORT_BATCH_SIZE", default=100_000)
 DATALAKE_GAP_SETTLE_SECONDS = env.int("DATALAKE_GAP_SETTLE_SECONDS", default=600)
+
+# --- Schedules and alerts ---------------------------------------------------------------
+DATALAKE_SCHEDULE_MAX_FAILURES = env.int("DATALAKE_SCHEDULE_MAX_FAILURES", default=3)
+DATALAKE_FEATURES_REFRESH_EVERY = env.str("DATALAKE_FEATURES_REFRESH_EVERY", default="15m")
+DATALAKE_ALERT_WEBHOOK_URL = env.str("DATALAKE_ALERT_WEBHOOK_URL", default="")
+DATALAKE_ALERT_EMAILS = env.list("DATALAKE_ALERT_EMAILS", default=[])
+# Alert e-mails go through Django's mail settings (EMAIL_HOST...; console by default).
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+# A webhook URL often carries its token; neither may reach a job record.
+DATALAKE_SECRET_VALUES += [v for v in (EMAIL_HOST_PASSWORD, DATALAKE_ALERT_WEBHOOK_URL) if v]
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="datalake@localhost")

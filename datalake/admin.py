@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from datalake.models import JobRun, QualityCheck
+from datalake.models import JobRun, ManagedSchedule, QualityCheck
 
 
 class ChildRunInline(admin.TabularInline):
@@ -38,8 +40,33 @@ class QualityCheckInline(admin.TabularInline):
         return False
 
 
+class LineageAdminMixin:
+    """Show which runs' outputs a run consumed, and which runs consumed its own."""
+
+    lineage_fieldset = ("Lineage", {"fields": ("consumed_links", "consumer_links")})
+    lineage_fields = ("consumed_links", "consumer_links")
+
+    @staticmethod
+    def _links(runs) -> str:
+        rows = [
+            (reverse("admin:datalake_jobrun_change", args=[r.pk]), str(r))
+            for r in runs.order_by("-pk")[:200]
+        ]
+        if not rows:
+            return "-"
+        return format_html_join(format_html("<br>"), '<a href="{}">{}</a>', rows)
+
+    @admin.display(description="consumed (inputs)")
+    def consumed_links(self, obj: JobRun) -> str:
+        return self._links(obj.consumed.all())
+
+    @admin.display(description="consumed by (outputs read by)")
+    def consumer_links(self, obj: JobRun) -> str:
+        return self._links(obj.consumers.all())
+
+
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
+class JobRunAdmin(LineageAdminMixin, admin.ModelAdmin):
     """Read-only job history: every export, Spark job, backfill, retention and check."""
 
     list_display = (
@@ -81,6 +108,7 @@ class JobRunAdmin(admin.ModelAdmin):
         ),
         ("Parameters", {"fields": ("parameters",)}),
         ("Outcome", {"fields": ("error", "host", "pid", "spark_app_id", "log_file")}),
+        LineageAdminMixin.lineage_fieldset,
     )
     inlines = (QualityCheckInline, ChildRunInline)
 
@@ -97,7 +125,11 @@ class JobRunAdmin(admin.ModelAdmin):
         return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields] + ["duration_display", "cursor_summary"]
+        return [f.name for f in self.model._meta.fields] + [
+            "duration_display",
+            "cursor_summary",
+            *self.lineage_fields,
+        ]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -106,4 +138,37 @@ class JobRunAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- Schedules (datalake/schedules.py) ------------------------------------------------------
+
+
+@admin.register(ManagedSchedule)
+class ManagedScheduleAdmin(admin.ModelAdmin):
+    """The schedules setup_schedules manages: failures in a row and why one paused.
+
+    Edit, pause or resume a schedule on its periodic task (linked); this page is read-only.
+    """
+
+    list_display = ("schedule_link", "enabled", "consecutive_failures", "paused_at", "pause_reason")
+    list_filter = ("periodic_task__enabled",)
+    readonly_fields = ("schedule_link", "enabled", "fingerprint", "consecutive_failures",
+                       "paused_at", "pause_reason", "updated_at")  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="schedule")
+    def schedule_link(self, obj: ManagedSchedule) -> str:
+        task = obj.periodic_task
+        url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+        return format_html('<a href="{}">{}</a>', url, task.name)
+
+    @admin.display(description="enabled", boolean=True)
+    def enabled(self, obj: ManagedSchedule) -> bool:
+        return obj.periodic_task.enabled
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -6,3 +6,6 @@ class DatalakeConfig(AppConfig):
 
     name = "datalake"
     verbose_name = "Data lake"
+
+    def ready(self) -> None:
+        from datalake import signals  # noqa: F401  (connects the alert receivers)

@@ -58,6 +58,16 @@ DEFAULTS: dict[str, Any] = {
     "EXPORT_BATCH_SIZE": 100_000,
     "GAP_SETTLE_SECONDS": 600,
     "LOCK_TTL_SECONDS": 900,
+    # --- Schedules and alerts (datalake/schedules.py, datalake/notify.py) ---
+    # A schedule pauses itself after this many consecutive failed runs.
+    "SCHEDULE_MAX_FAILURES": 3,
+    # Interval of the online features refresh, as a schedule spec ("15m", "1h", cron).
+    "FEATURES_REFRESH_EVERY": "15m",
+    # {schedule name: spec} replacing the specs in the code's table, e.g. {"bronze-ingest": "30m"}.
+    "SCHEDULE_OVERRIDES": {},
+    "ALERT_WEBHOOK_URL": "",
+    "ALERT_EMAILS": [],
+    "ALERT_TIMEOUT_SECONDS": 5,
 }
 
 

@@ -3,11 +3,15 @@
 from typing import Any
 
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 
 from datalake.conf import app_settings
 from datalake.managers import JobRunManager
 from datalake.redaction import redact, redact_text
+
+#: Sent with `run=` when a JobRun is closed (succeeded, failed or skipped): alerts listen.
+run_finished = Signal()
 
 
 class JobRun(models.Model):
@@ -83,6 +87,13 @@ class JobRun(models.Model):
     log_file = models.CharField(
         max_length=500, blank=True, help_text="Where the full log of the run was written"
     )
+    consumed = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        blank=True,
+        related_name="consumers",
+        help_text="Runs whose published outputs this run read (lineage)",
+    )
 
     objects = JobRunManager()
 
@@ -136,6 +147,7 @@ class JobRun(models.Model):
         self.error = error
         self.finished_at = timezone.now()
         self.save()
+        run_finished.send(sender=JobRun, run=self)
 
     def succeed(self, **counters: Any) -> None:
         """Mark the run SUCCEEDED."""
@@ -254,3 +266,39 @@ class QualityCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} {self.partition} {self.name}: {'ok' if self.passed else 'FAILED'}"
+
+
+# --- Schedules (datalake/schedules.py) ------------------------------------------------------
+
+
+class ManagedSchedule(models.Model):
+    """What `setup_schedules` wrote into a periodic task, and how its runs are going.
+
+    The fingerprint tells an untouched row (safe to update) from one an operator edited
+    or disabled in admin (left alone).
+    """
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.CASCADE,
+        related_name="managed",
+        help_text="The django-celery-beat row this entry of the code's table created",
+    )
+    fingerprint = models.CharField(
+        max_length=64,
+        help_text="sha256 of the task, schedule, kwargs, enabled and description as last written",
+    )
+    consecutive_failures = models.IntegerField(
+        default=0, help_text="Failed runs in a row since the last success or pause"
+    )
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it paused itself after repeated failures"
+    )
+    pause_reason = models.TextField(blank=True, help_text="Why it paused itself")
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last change")
+
+    class Meta:
+        ordering = ["periodic_task__name"]
+
+    def __str__(self) -> str:
+        return self.periodic_task.name

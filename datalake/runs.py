@@ -1,6 +1,6 @@
 """Record a unit of work as a JobRun."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,3 +22,36 @@ def tracked_run(job_name: str, *, layer: str, **fields: Any) -> Iterator[JobRun]
         raise
     if run.status == JobRun.Status.RUNNING:
         run.succeed()
+
+
+def run_exclusive(
+    job_name: str,
+    body: Callable[[JobRun], None],
+    *,
+    layer: str,
+    lock: str | None = None,
+    **fields: Any,
+) -> JobRun:
+    """Run `body(run)` as a tracked JobRun holding the job's lock; return the run.
+
+    Two runs of one job never overlap: when another run holds the lock (`lock`, by
+    default the job name) this run is recorded as SKIPPED and the body does not run.
+    The body may close the run itself; otherwise it SUCCEEDS, or FAILS if the body raises.
+    """
+    from datalake.locks import ConcurrentRun, exclusive
+
+    run = JobRun.objects.start(job_name, layer=layer, **fields)
+    try:
+        with exclusive(f"job.{lock or job_name}"):
+            body(run)
+    except ConcurrentRun as exc:
+        if run.status == JobRun.Status.RUNNING:
+            run.skip(str(exc))
+        return run
+    except BaseException as exc:
+        if run.status == JobRun.Status.RUNNING:
+            run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    if run.status == JobRun.Status.RUNNING:
+        run.succeed()
+    return run

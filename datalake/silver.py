@@ -1,7 +1,7 @@
 """Silver: which Spark job builds which dataset from what, and running it tracked."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.db.models import Min
@@ -71,6 +71,7 @@ class NewBronze:
     dates: list[str]
     keys: list[str]  # lake keys of the data files
     newest: int
+    runs: list[int] = field(default_factory=list)  # export runs that published them
 
 
 def new_bronze(datasets: tuple[str, ...], after_batch: int) -> NewBronze:
@@ -87,13 +88,16 @@ def new_bronze(datasets: tuple[str, ...], after_batch: int) -> NewBronze:
         committed = committed.filter(pk__lt=in_flight)
     dates: set[str] = set()
     keys: set[str] = set()
+    runs: set[int] = set()
     newest = after_batch
-    for pk, files in committed.values_list("pk", "files"):
+    for pk, files, run_id in committed.values_list("pk", "files", "run_id"):
         newest = max(newest, pk)
+        if run_id is not None:
+            runs.add(run_id)
         data = [f for f in files if f["kind"] == "data"]
         dates.update(f["partition"]["date"] for f in data)
         keys.update(f["key"] for f in data)
-    return NewBronze(sorted(dates), sorted(keys), newest)
+    return NewBronze(sorted(dates), sorted(keys), newest, sorted(runs))
 
 
 def run_silver(
@@ -102,8 +106,13 @@ def run_silver(
     trigger: str = JobRun.Trigger.CLI,
     full: bool = False,
     timeout: float | None = None,
+    parent: JobRun | None = None,
 ) -> JobRun:
-    """Build one silver dataset; a daily run recomputes only what new bronze files affect."""
+    """Build one silver dataset; a daily run recomputes only what new bronze files affect.
+
+    The run records as consumed the export runs whose files it reads anew and, for a
+    silver input, that dataset's latest successful run.
+    """
     job = SILVER_JOBS.get(job_name)
     if job is None:
         raise UnknownDataset(f"unknown silver job {job_name!r}; known: {', '.join(SILVER_JOBS)}")
@@ -113,6 +122,7 @@ def run_silver(
         dataset=job.name.split(".", 1)[1],
         trigger=trigger,
         parameters={"full": full, "inputs": list(job.inputs)},
+        parent=parent,
     )
     try:
         with exclusive(f"spark.{job.name}"):
@@ -133,12 +143,14 @@ def run_silver(
                     sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
                     run.skip(f"no new {sources} files since batch {after}")
                     return run
+                run.consumed.add(*new.runs)
                 if after:
                     args = ["--dates", ",".join(new.dates)]
                     run.parameters = {**run.parameters, "dates": new.dates}
                     if job.narrows_by_files and len(new.keys) <= MAX_LISTED_FILES:
                         args += ["--new-files", ",".join(new.keys)]
                         run.parameters["new_files"] = len(new.keys)
+            run.consumed.add(*latest_runs(name for name in job.inputs if name in SILVER_JOBS))
             args.append("--overwrite")
             daily = app_settings.SPARK_DAILY_JAVA_OPTIONS if "--dates" in args else ""
             outcome = run_job(job.name, args, run=run, timeout=timeout, java_options=daily)
@@ -152,6 +164,17 @@ def run_silver(
     if not outcome.ok:
         raise SparkJobFailed(run.error.splitlines()[0])
     return run
+
+
+def latest_runs(job_names) -> list[int]:
+    """Return the id of each named job's latest successful run (those that have one)."""
+    ids = []
+    for name in job_names:
+        last = JobRun.objects.filter(job_name=name, status=JobRun.Status.SUCCEEDED)
+        pk = last.order_by("-pk").values_list("pk", flat=True).first()
+        if pk is not None:
+            ids.append(pk)
+    return ids
 
 
 class PartitionsExist(Exception):

@@ -6,8 +6,9 @@ from celery import shared_task
 from django.db import OperationalError
 
 from datalake.bronze.exporter import export_dataset
+from datalake.bronze.schemas import DATASETS
 from datalake.models import JobRun
-from datalake.runs import tracked_run
+from datalake.runs import run_exclusive, tracked_run
 from datalake.storage.base import StorageUnavailable
 
 
@@ -54,3 +55,68 @@ def run_silver_job(job: str, full: bool = False, timeout: float | None = None) -
     from datalake.silver import run_silver
 
     return run_silver(job, trigger=JobRun.Trigger.SCHEDULE, full=full, timeout=timeout).pk
+
+
+# --- Scheduled chains (datalake/schedules.py): one run per schedule, children per dataset ---
+
+
+class ChainFailed(Exception):
+    """One or more steps of a scheduled chain failed; the others still ran."""
+
+
+@shared_task(name="datalake.bronze_ingest", acks_late=True)
+def bronze_ingest() -> int:
+    """Export every bronze dataset (the hourly `bronze-ingest`); return the parent run id.
+
+    Each dataset is a child run with its own lock; a failing dataset does not stop the
+    others, and fails the parent (so the schedule counts the failure).
+    """
+
+    def body(run: JobRun) -> None:
+        failures = []
+        for name in DATASETS:
+            parameters = {"dataset": name}
+            try:
+                result = export_dataset(
+                    name, trigger=JobRun.Trigger.SCHEDULE, parameters=parameters, parent=run
+                )
+            except Exception as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            run.rows_out += result.rows
+            run.files_written += result.files
+            run.bytes_written += result.bytes
+        if failures:
+            raise ChainFailed("; ".join(failures))
+
+    return run_exclusive(
+        "bronze.ingest", body, layer=JobRun.Layer.BRONZE, trigger=JobRun.Trigger.SCHEDULE
+    ).pk
+
+
+@shared_task(name="datalake.silver_transform", acks_late=True)
+def silver_transform(full: bool = False) -> int:
+    """Build every silver dataset in dependency order (the daily `silver-transform`) from
+    the bronze published since each one's last run; return the parent run id."""
+    from datalake.silver import SILVER_JOBS, run_silver
+
+    def body(run: JobRun) -> None:
+        failures = []
+        for name in SILVER_JOBS:
+            try:
+                child = run_silver(name, trigger=JobRun.Trigger.SCHEDULE, full=full, parent=run)
+            except Exception as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            run.rows_in += child.rows_in
+            run.rows_out += child.rows_out
+        if failures:
+            raise ChainFailed("; ".join(failures))
+
+    return run_exclusive(
+        "silver.transform",
+        body,
+        layer=JobRun.Layer.SILVER,
+        trigger=JobRun.Trigger.SCHEDULE,
+        parameters={"full": full},
+    ).pk
