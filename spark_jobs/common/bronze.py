@@ -87,7 +87,27 @@ PORTFOLIO = _schema(
     ("date", DateType()),
 )
 
+#: One-minute candles (Binance kline fields), partitioned by the date of open_time.
+KLINES = _schema(
+    ("symbol", StringType()),
+    ("interval", StringType()),
+    ("open_time", TimestampType()),
+    ("close_time", TimestampType()),
+    ("open", MONEY),
+    ("high", MONEY),
+    ("low", MONEY),
+    ("close", MONEY),
+    ("volume", MONEY),
+    ("quote_asset_volume", MONEY),
+    ("taker_buy_base_asset_volume", MONEY),
+    ("taker_buy_quote_asset_volume", MONEY),
+    ("number_of_trades", LongType()),
+    ("row_id", LongType()),
+    ("date", DateType()),
+)
+
 
 BRONZE_EVENTS = Layout("bronze.events", EVENTS, ("date",))
 BRONZE_ORDERS = Layout("bronze.orders", ORDERS, ("client_id", "date"))
 BRONZE_PORTFOLIO = Layout("bronze.portfolio", PORTFOLIO, ("client_id", "date"))
+BRONZE_KLINES = Layout("bronze.klines", KLINES, ("date",))

@@ -114,7 +114,8 @@ def quote_asset(symbol: Column, base: Column) -> Column:
 
 
 def fills(orders: DataFrame) -> DataFrame:
-    """Return the fills among ``orders`` (one row per order id), with their fee in quote.
+    """Return the fills among ``orders`` (one row per order id), with their fee in quote,
+    when they filled (``filled_at``) and when the order was placed (``created_at``).
 
     A fee in the quote asset counts as is, one in the base asset at the fill's price. A
     fee in a third asset (BNB) is valued at the last fill of that asset against the same
@@ -142,6 +143,7 @@ def fills(orders: DataFrame) -> DataFrame:
         "quantity",
         "price",
         F.coalesce("executed_at", "created_at").alias("filled_at"),
+        "created_at",
         fee.alias("fee"),
         F.when(fee == 0, F.lit(0))
         .when(fee_asset == quote, fee)
@@ -166,6 +168,7 @@ def fills(orders: DataFrame) -> DataFrame:
         "quantity",
         "price",
         "filled_at",
+        "created_at",
         fee_quote.alias("fee_quote"),
         F.when(fee_quote.isNull(), F.col("_fee_asset")).alias("unconverted_asset"),
         "order_strategy_id",
