@@ -188,3 +188,13 @@ def test_calendar_features(spark: SparkSession, at: str, hour: int, weekday: int
         .first()
     )
     assert tuple(row) == (hour, weekday)
+
+
+def test_point_in_time_joins_are_equi_joins(spark: SparkSession) -> None:
+    """No sample is compared with every kline, fill or resolution: the plan holds no
+    nested-loop or cartesian join (they would make the build quadratic)."""
+    plan = compute_features(*inputs(spark, planted=True))._jdf.queryExecution().executedPlan()
+    text = plan.toString()
+    assert "NestedLoopJoin" not in text
+    assert "CartesianProduct" not in text
+    assert "SortMergeJoin" in text or "BroadcastHashJoin" in text
