@@ -493,14 +493,20 @@ class InputFiles:
     """The data files a build reads, per dataset, with their checksums."""
 
     files: dict[str, dict[str, str]]  # dataset -> lake key -> sha256
+    runs: dict[str, int]  # lake key -> the JobRun that wrote it (bronze manifests)
+    mismatched: tuple[str, ...] = ()  # bronze files whose sha256 differs from the manifest's
 
     def keys(self, dataset: str) -> list[str]:
         return sorted(self.files.get(dataset, {}))
 
 
 def list_inputs(fs: LakeFS, root: str, layouts: list[Layout], last_date: str) -> InputFiles:
-    """Return every data file of ``layouts`` in partitions dated up to ``last_date``."""
+    """Return every data file of ``layouts`` in partitions dated up to ``last_date``, with
+    its SHA-256 and, for bronze, the run that wrote it (from its ``_metadata/`` manifest,
+    whose checksum must match)."""
     found: dict[str, dict[str, str]] = {}
+    runs: dict[str, int] = {}
+    mismatched: list[str] = []
     for layout in layouts:
         uri = dataset_uri(root, layout.dataset)
         prefix = layout.dataset.replace(".", "/", 1)
@@ -510,10 +516,19 @@ def list_inputs(fs: LakeFS, root: str, layouts: list[Layout], last_date: str) ->
             if day > last_date:
                 continue
             for name in fs.list_files(f"{uri}/{partition}"):
-                if name.endswith(".parquet") and is_data_name(name):
-                    files[f"{prefix}/{partition}/{name}"] = fs.sha256(f"{uri}/{partition}/{name}")
+                if not (name.endswith(".parquet") and is_data_name(name)):
+                    continue
+                key = f"{prefix}/{partition}/{name}"
+                files[key] = fs.sha256(f"{uri}/{partition}/{name}")
+                manifest = f"{uri}/{partition}/_metadata/{name.removesuffix('.parquet')}.json"
+                if prefix.startswith("bronze/") and fs.exists(manifest):
+                    recorded = json.loads(fs.read_text(manifest))
+                    if recorded.get("run_id") is not None:
+                        runs[key] = int(recorded["run_id"])
+                    if recorded.get("sha256") not in (None, files[key]):
+                        mismatched.append(key)
         found[layout.dataset] = files
-    return InputFiles(found)
+    return InputFiles(found, runs, tuple(mismatched))
 
 
 def describe_inputs(inputs: InputFiles, runs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -523,7 +538,14 @@ def describe_inputs(inputs: InputFiles, runs: tuple[tuple[str, str], ...]) -> di
         partitions = sorted({key.rsplit("/", 1)[0].split("/", 2)[2] for key in files})
         described[dataset] = {
             "partitions": partitions,
-            "files": [{"key": key, "sha256": sha} for key, sha in sorted(files.items())],
+            "files": [
+                {
+                    "key": key,
+                    "sha256": sha,
+                    **({"run_id": inputs.runs[key]} if key in inputs.runs else {}),
+                }
+                for key, sha in sorted(files.items())
+            ],
         }
     described["job_runs"] = {dataset: int(run) for dataset, run in runs}
     return described
@@ -692,6 +714,12 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     )
     results.append(recheck)
     results.append(split_check(dataset, staged_frame, start, embargo))
+    shown = ", ".join(inputs.mismatched[:3])
+    results.append(
+        CheckResult(dataset, "", "bronze_inputs_match_manifests", not inputs.mismatched,
+                    f"{len(inputs.mismatched)} bronze files differ from their manifest's"
+                    f" sha256{': ' + shown if shown else ''}", True)
+    )  # fmt: skip
     warnings, rows, balance = balance_and_outliers(dataset, staged_frame, spec)
     results += warnings
     hashes = split_hashes(staged_frame)

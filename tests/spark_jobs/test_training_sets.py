@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -69,6 +70,16 @@ def built_lake(spark: SparkSession, lake: Path, tmp_path: Path) -> Path:
     return lake
 
 
+def stamp_manifest(lake: Path, dataset: str, run_id: int, sha256: str | None = None) -> str:
+    """Give the first file of a bronze dataset a manifest as the exporter writes it (its
+    run id and checksum; ``sha256`` overrides the real one). Return the file's key."""
+    path = sorted((lake / "bronze" / dataset).rglob("*.parquet"))[0]
+    manifest = path.parent / "_metadata" / (path.stem + ".json")
+    digest = sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps({"rows": 1, "run_id": run_id, "sha256": digest}))
+    return str(path.relative_to(lake))
+
+
 def run(lake: Path, tmp_path: Path, job: str, *args: str) -> tuple[int, dict]:
     result = tmp_path / f"result-{len(list(tmp_path.glob('result-*')))}.json"
     code = main(
@@ -103,6 +114,7 @@ def test_build_publish_once_noop_refuse_next_version_and_scratch_rebuild(
     built_lake: Path, tmp_path: Path
 ) -> None:
     lake = built_lake
+    stamped = stamp_manifest(lake, "klines", run_id=3)
     args = ["--version", "v1.0.0", "--as-of", AS_OF, "--test-from", "2024-12-27"]
     code, result = run(lake, tmp_path, STOP_OUTCOME, *args, "--input-runs",
                        "silver.stop_executions=4")  # fmt: skip
@@ -129,6 +141,7 @@ def test_build_publish_once_noop_refuse_next_version_and_scratch_rebuild(
     klines = doc["inputs"]["bronze.klines"]["files"]
     assert klines
     assert all(len(f["sha256"]) == 64 for f in klines)
+    assert [f.get("run_id") for f in klines if f["key"] == stamped] == [3]
     assert doc["label_balance"]["train"]["execution_success"] == pytest.approx(4 / 6)
     checks = {c["check"]: c for c in doc["checks"]}
     assert checks["features_point_in_time"]["passed"], checks["features_point_in_time"]
@@ -177,11 +190,14 @@ def test_slippage_prediction_and_a_failed_split_check(built_lake: Path, tmp_path
     rows = samples(root, "train") + samples(root, "test")
     assert sorted(str(r["label"]["slippage_pct"]) for r in rows) == ["0.2500"] * 5 + ["12.5000"]
 
-    # A test split with no sample fails the critical split check: nothing is published.
+    # A test split with no sample fails the critical split check, and a bronze file that
+    # differs from its manifest fails another: nothing is published.
+    stamp_manifest(built_lake, "orders", run_id=2, sha256="0" * 64)
     code, failed = run(built_lake, tmp_path, STOP_OUTCOME, "--as-of", AS_OF,
                        "--test-from", "2025-01-01")  # fmt: skip
     assert code == 3
     assert "split_by_time" in failed["error"]
+    assert "bronze_inputs_match_manifests (1 bronze files differ" in failed["error"]
     assert not (built_lake / "gold/training_sets/stop_outcome").exists()
 
 
