@@ -90,3 +90,19 @@ def test_bad_input_is_one_clear_line_and_no_run(recording_submit, args, message)
     with pytest.raises(CommandError, match=message):
         call_command("build_training_set", *args, stdout=io.StringIO())
     assert not JobRun.objects.filter(layer=JobRun.Layer.GOLD).exists()
+
+
+def test_the_celery_task_takes_json_arguments(recording_submit) -> None:
+    from datalake.spark.runner import SparkJobFailed
+    from datalake.tasks import build_slippage_prediction
+
+    result = build_slippage_prediction.apply(
+        kwargs={"version": "v2.0.0", "as_of": "2024-12-28T00:00:00Z", "test_from": "2024-12-20"}
+    )
+    assert isinstance(result.result, SparkJobFailed)
+    argv = recording_submit()
+    tail = argv[argv.index("gold.training_sets.slippage_prediction") + 7 :]
+    assert tail == ["--version", "v2.0.0", "--as-of", "2024-12-28T00:00:00+00:00",
+                    "--test-from", "2024-12-20"]  # fmt: skip
+    run = JobRun.objects.get(job_name="gold.training_sets.slippage_prediction")
+    assert (run.trigger, run.status) == (JobRun.Trigger.SCHEDULE, JobRun.Status.FAILED)
