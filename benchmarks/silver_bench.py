@@ -651,6 +651,7 @@ def replay_sql(bronze_glob: str) -> str:
             {at(SUBMITTED, "min")} AS submitted_at,
             {at(EXECUTED, "max")} AS executed_at,
             {at(FAILED, "max")} AS failed_at,
+            max(occurred_at) FILTER (WHERE _state IS NOT NULL) AS resolved_at,
             min(occurred_at) AS _first_at,
             {last_value("exchange_order_id")},
             {last_value("fill_price")},
@@ -673,7 +674,7 @@ def replay_sql(bronze_glob: str) -> str:
         execution_token, operation_id,
         TRY_CAST(json_extract_string(payload_json, '$.strategy_id') AS BIGINT) AS strategy_id,
         symbol, side, status, stop_price, trigger_price, quantity,
-        triggered_at, submitted_at, executed_at, failed_at,
+        triggered_at, submitted_at, executed_at, failed_at, resolved_at,
         exchange_order_id, fill_price, slippage_pct, slippage_breach,
         retry_count::INTEGER AS retry_count, error_message, source,
         event_count::INTEGER AS event_count, first_event_seq, last_event_seq, source_event_ids,
@@ -711,7 +712,8 @@ def run_duckdb(lake: Path, out: Path) -> tuple[float, float]:
 COMPARED = (
     "execution_token", "operation_id", "strategy_id", "symbol", "side", "status",
     "stop_price", "trigger_price", "quantity", "triggered_at", "submitted_at", "executed_at",
-    "failed_at", "exchange_order_id", "fill_price", "slippage_pct", "slippage_breach",
+    "failed_at", "resolved_at", "exchange_order_id", "fill_price", "slippage_pct",
+    "slippage_breach",
     "retry_count", "error_message", "source", "event_count", "first_event_seq",
     "last_event_seq", "source_event_ids", "client_id", "date",
 )  # fmt: skip

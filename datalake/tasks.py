@@ -120,3 +120,34 @@ def silver_transform(full: bool = False) -> int:
         trigger=JobRun.Trigger.SCHEDULE,
         parameters={"full": full},
     ).pk
+
+
+def _build(name: str, timeout: float | None, **options) -> int:
+    from datetime import date, datetime
+
+    from datalake.gold import BuildOptions, build_training_set
+
+    # Task arguments travel as JSON: instants and dates arrive as ISO strings.
+    if isinstance(options.get("as_of"), str):
+        options["as_of"] = datetime.fromisoformat(options["as_of"].replace("Z", "+00:00"))
+    if isinstance(options.get("test_from"), str):
+        options["test_from"] = date.fromisoformat(options["test_from"])
+    run = build_training_set(
+        name, BuildOptions(**options), trigger=JobRun.Trigger.SCHEDULE, timeout=timeout
+    )
+    return run.pk
+
+
+@shared_task(name="datalake.build_stop_outcome", acks_late=True)
+def build_stop_outcome(timeout: float | None = None, **options) -> int:
+    """Build the next version of gold.training_sets.stop_outcome (weekly); return the run id.
+
+    ``options`` are BuildOptions fields (version, test_fraction, embargo ...).
+    """
+    return _build("stop_outcome", timeout, **options)
+
+
+@shared_task(name="datalake.build_slippage_prediction", acks_late=True)
+def build_slippage_prediction(timeout: float | None = None, **options) -> int:
+    """Build the next version of gold.training_sets.slippage_prediction; return the run id."""
+    return _build("slippage_prediction", timeout, **options)

@@ -45,6 +45,8 @@ ENTRY_POINTS = {
     "silver.stop_executions": "spark_jobs.silver.stop_executions:run",
     "silver.operations": "spark_jobs.silver.operations:run",
     "silver.portfolio_snapshots": "spark_jobs.silver.portfolio_snapshots:run",
+    "gold.training_sets.stop_outcome": "spark_jobs.gold.training_sets:run",
+    "gold.training_sets.slippage_prediction": "spark_jobs.gold.training_sets:run",
     "diagnostics.fail": "spark_jobs.diagnostics:run_fail",
     "diagnostics.sleep": "spark_jobs.diagnostics:run_sleep",
 }

@@ -4,7 +4,10 @@
 
 Every dataset directory under ``<lake>/bronze/`` and ``<lake>/silver/`` becomes a table
 (``bronze.events``, ``silver.stop_executions``, ``silver.stop_executions_v2``...) with its
-partition columns discovered, so the seed document's queries run as written. Statements
+partition columns discovered, so the seed document's queries run as written. Each gold
+training set is a table ``gold.training_sets.<name>`` spanning all its versions, with
+``version`` and ``split`` columns (Spark's session catalog has no three-part names: the
+name is rewritten to a temporary view, outside quotes and comments). Statements
 are separated by ``;``. Queries run with ANSI mode off, as in the engines the seed's
 queries were written for: a division by zero (a percentage over an empty day) is NULL,
 not an error. Results go to stdout (``table``: aligned text, ``csv``, or
@@ -31,7 +34,10 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != _here]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import re
+
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from spark_jobs.common.config import UsageError, lake_root
 from spark_jobs.common.lake import LakeFS
@@ -76,6 +82,59 @@ def register_lake_tables(spark: SparkSession, lake_uri: str) -> list[str]:
                 spark.sql(f"ALTER TABLE {table} RECOVER PARTITIONS")
             registered.append(f"{layer}.{name}")
     return registered
+
+
+TRAINING_SETS = "gold/training_sets"
+_THREE_PART = re.compile(
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|--[^\n]*|/\*.*?\*/)"
+    r"|\bgold\.training_sets\.([a-z][a-z0-9_]*)\b",
+    re.S,
+)
+
+
+def training_set_view(name: str) -> str:
+    """Return the temporary view that stands for ``gold.training_sets.<name>``."""
+    return f"gold__training_sets__{name}"
+
+
+def register_training_sets(spark: SparkSession, lake_uri: str) -> list[str]:
+    """Register each gold training set as one view over all its versions and splits,
+    with ``version`` and ``split`` columns; return the table names."""
+    root = lake_root(lake_uri)
+    fs = LakeFS(spark)
+    registered = []
+    for name in fs.list_dirs(f"{root}/{TRAINING_SETS}"):
+        parts = []
+        for version in fs.list_dirs(f"{root}/{TRAINING_SETS}/{name}"):
+            for split in ("train", "test"):
+                path = f"{root}/{TRAINING_SETS}/{name}/{version}/{split}"
+                if not fs.exists(path):
+                    continue
+                frame = (
+                    spark.read.option("pathGlobFilter", "*.parquet")
+                    .option("basePath", path)
+                    .parquet(path)
+                )
+                parts.append(
+                    frame.withColumn("version", F.lit(version)).withColumn("split", F.lit(split))
+                )
+        if parts:
+            union = parts[0]
+            for part in parts[1:]:
+                union = union.unionByName(part, allowMissingColumns=True)
+            union.createOrReplaceTempView(training_set_view(name))
+            registered.append(f"gold.training_sets.{name}")
+    return registered
+
+
+def resolve_training_sets(statement: str) -> str:
+    """Return ``statement`` with ``gold.training_sets.<name>`` (outside quotes and
+    comments) replaced by its view."""
+
+    def replace(match: re.Match[str]) -> str:
+        return match[1] if match[1] else f"`{training_set_view(match[2])}`"
+
+    return _THREE_PART.sub(replace, statement)
 
 
 def _partitioned(spark: SparkSession, table: str) -> bool:
@@ -193,7 +252,7 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def run_statements(spark: SparkSession, statements: Sequence[str], fmt: str, out: TextIO) -> None:
     """Run each statement and write its result to ``out``."""
     for statement in statements:
-        write_result(spark.sql(statement), fmt, out)
+        write_result(spark.sql(resolve_training_sets(statement)), fmt, out)
         out.flush()
 
 
@@ -235,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in QUERY_SETTINGS.items():
             spark.conf.set(key, value)
         tables = register_lake_tables(spark, args.lake_uri)
+        tables += register_training_sets(spark, args.lake_uri)
         print(f"tables: {', '.join(tables) or '(none)'}", file=sys.stderr)
         run_statements(spark, statements, args.format, sys.stdout)
         return 0

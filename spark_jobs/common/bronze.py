@@ -87,6 +87,7 @@ PORTFOLIO = _schema(
     ("date", DateType()),
 )
 
+#: One-minute candles (Binance kline fields), partitioned by the date of open_time.
 KLINES = _schema(
     ("row_id", LongType()),
     ("symbol", StringType()),

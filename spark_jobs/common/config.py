@@ -5,6 +5,8 @@ Pure module (no pyspark): the Django side builds exactly this command line::
     main.py <job> --lake-uri URI --run-id N --result-file PATH
             [--dates D1,D2,...] [--new-files KEY,KEY,...] [--start-date D --end-date D]
             [--output NAME] [--overwrite] [--seconds S]
+            [--version vX.Y.Z] [--as-of TS] [--test-from D | --test-fraction F]
+            [--embargo DURATION] [--input-runs NAME=ID,...] [--target-uri URI]   (gold)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 #: Jobs and the dataset each one writes by default (None: writes nothing).
@@ -20,9 +22,23 @@ JOBS: dict[str, str | None] = {
     "silver.stop_executions": "silver.stop_executions",
     "silver.operations": "silver.operations",
     "silver.portfolio_snapshots": "silver.portfolio_snapshots",
+    "gold.training_sets.stop_outcome": "gold.training_sets.stop_outcome",
+    "gold.training_sets.slippage_prediction": "gold.training_sets.slippage_prediction",
     "diagnostics.fail": None,
     "diagnostics.sleep": None,
 }
+GOLD_ONLY = (
+    "version",
+    "as_of",
+    "test_from",
+    "test_fraction",
+    "embargo",
+    "input_runs",
+    "target_uri",
+)
+_VERSION = re.compile(r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)?$")
+_UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 _DATASET_NAME = re.compile(r"^(bronze|silver|gold)\.([a-z][a-z0-9_]*)$")
 _FILE_KEY = re.compile(r"^bronze/[a-z][a-z0-9_]*/(?:[a-z_]+=[^/]+/)+[^/]+\.parquet$")
@@ -52,6 +68,14 @@ class JobConfig:
     output: str | None = None
     overwrite: bool = False
     seconds: float = 0.0
+    # Gold training sets only.
+    version: str | None = None
+    as_of: datetime | None = None
+    test_from: date | None = None
+    test_fraction: float | None = None
+    embargo_seconds: int | None = None
+    input_runs: tuple[tuple[str, str], ...] = ()  # (dataset, JobRun id) that wrote the inputs
+    target_uri: str | None = None  # a scratch root to build into instead of the lake
 
     @property
     def mode(self) -> str:
@@ -101,6 +125,44 @@ def parse_file_keys(text: str) -> tuple[str, ...]:
     return keys
 
 
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Return (major, minor, patch) of ``vMAJOR.MINOR.PATCH``, or raise UsageError."""
+    match = _VERSION.match(text.strip())
+    if not match:
+        raise UsageError(f"not a version (vMAJOR.MINOR.PATCH): {text!r}")
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def parse_duration(text: str) -> int:
+    """Return the seconds of ``90``, ``90s``, ``30m``, ``1h`` or ``2d``, or raise UsageError."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise UsageError(f"not a duration (e.g. 3600, 30m, 1h, 2d): {text!r}")
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Return the UTC instant of an ISO date or date-time (a naive one is UTC)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"not an ISO timestamp (2024-12-27T12:00:00Z): {text!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_input_runs(text: str) -> tuple[tuple[str, str], ...]:
+    """Return the (dataset, run id) pairs of ``silver.stop_executions=12,bronze.orders=7``."""
+    pairs = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        name, _, run = item.partition("=")
+        if not _DATASET_NAME.match(name) or not re.fullmatch(r"[0-9]+", run):
+            raise UsageError(f"--input-runs: expected dataset=run_id, got {item!r}")
+        pairs.append((name, run))
+    return tuple(sorted(pairs))
+
+
 def date_span(first: date, last: date) -> list[date]:
     """Return every date from ``first`` to ``last``, both included."""
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
@@ -139,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="output dataset, e.g. silver.stop_executions_v2")
     parser.add_argument("--overwrite", action="store_true", help="replace existing partitions")
     parser.add_argument("--seconds", type=float, default=0.0, help="diagnostics.sleep only")
+    gold = parser.add_argument_group("gold training sets")
+    gold.add_argument("--version", help="vMAJOR.MINOR.PATCH (default: the next minor version)")
+    gold.add_argument("--as-of", help="cutoff: only outcomes known before it (default: now)")
+    gold.add_argument("--test-from", help="test split: samples triggered from this UTC date on")
+    gold.add_argument("--test-fraction", type=float, help="test split: the latest fraction")
+    gold.add_argument("--embargo", help="gap before the test split (default 1h): 30m, 1h, 2d")
+    gold.add_argument("--input-runs", help="JobRuns that wrote the inputs: name=id,...")
+    gold.add_argument("--target-uri", help="build into this root instead of the lake (scratch)")
     return parser
 
 
@@ -167,6 +237,7 @@ def parse_args(argv: list[str]) -> JobConfig:
         raise UsageError("give --dates (incremental) or --start-date/--end-date, not both")
     if args.seconds < 0:
         raise UsageError("--seconds must not be negative")
+    gold = _gold_options(args)
     return JobConfig(
         job=args.job,
         lake_uri=lake_root(args.lake_uri),
@@ -179,7 +250,33 @@ def parse_args(argv: list[str]) -> JobConfig:
         output=resolve_output(args.job, args.output),
         overwrite=args.overwrite,
         seconds=args.seconds,
+        **gold,
     )
+
+
+def _gold_options(args: argparse.Namespace) -> dict:
+    """Return the gold options of ``args`` as JobConfig fields (refused for other jobs)."""
+    given = [name for name in GOLD_ONLY if getattr(args, name) is not None]
+    if not args.job.startswith("gold."):
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{flags}: only for gold jobs")
+        return {}
+    if args.test_from is not None and args.test_fraction is not None:
+        raise UsageError("give --test-from or --test-fraction, not both")
+    if args.test_fraction is not None and not 0 < args.test_fraction < 1:
+        raise UsageError(f"--test-fraction must lie between 0 and 1, got {args.test_fraction}")
+    if args.version is not None:
+        parse_version(args.version)
+    return {
+        "version": args.version.strip() if args.version else None,
+        "as_of": parse_timestamp(args.as_of) if args.as_of else None,
+        "test_from": parse_date(args.test_from) if args.test_from else None,
+        "test_fraction": args.test_fraction,
+        "embargo_seconds": parse_duration(args.embargo) if args.embargo else None,
+        "input_runs": parse_input_runs(args.input_runs) if args.input_runs else (),
+        "target_uri": lake_root(args.target_uri) if args.target_uri else None,
+    }
 
 
 def resolve_output(job: str, output: str | None) -> str | None:

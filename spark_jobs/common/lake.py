@@ -95,6 +95,38 @@ class LakeFS:
         if not fs.rename(source, target):
             raise OSError(f"rename {src} -> {dst} failed")
 
+    def write_text(self, uri: str, text: str) -> None:
+        """Write ``text`` (UTF-8) to the file ``uri``, replacing it."""
+        fs, path = self._path(uri)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def read_text(self, uri: str) -> str:
+        """Return the UTF-8 text of the file ``uri``."""
+        fs, path = self._path(uri)
+        stream = fs.open(path)
+        try:
+            return str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+
+    def sha256(self, uri: str) -> str:
+        """Return the SHA-256 (hex) of the file ``uri``, computed in the JVM."""
+        fs, path = self._path(uri)
+        stream = fs.open(path)
+        try:
+            return str(self._jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream))
+        finally:
+            stream.close()
+
+    def size(self, uri: str) -> int:
+        """Return the size in bytes of the file ``uri``."""
+        fs, path = self._path(uri)
+        return int(fs.getFileStatus(path).getLen())
+
     def list_dirs(self, uri: str) -> list[str]:
         """Return the names of the data directories directly under ``uri`` (sorted)."""
         fs, path = self._path(uri)
@@ -102,6 +134,13 @@ class LakeFS:
             return []
         names = [s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory()]
         return sorted(n for n in names if is_data_name(n))
+
+    def list_files(self, uri: str) -> list[str]:
+        """Return the names of the files directly under ``uri`` (sorted)."""
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return []
+        return sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isFile())
 
     def partitions(self, uri: str, columns: Sequence[str]) -> list[str]:
         """Return the partition directories under ``uri`` (``client_id=1/date=...``)."""

@@ -43,6 +43,7 @@ class Report:
     published: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # job-specific (a gold version...)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

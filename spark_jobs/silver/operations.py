@@ -158,7 +158,8 @@ def quote_asset(symbol: Column, base: Column) -> Column:
 
 
 def fills(orders: DataFrame, untypeable: Observation | None = None) -> DataFrame:
-    """Return the fills among ``orders`` (one row per order id), with their fee in quote.
+    """Return the fills among ``orders`` (one row per order id), with their fee in quote,
+    when they filled (``filled_at``) and when the order was placed (``created_at``).
 
     A fee in the quote asset counts as is, one in the base asset at the fill's price. A
     fee in a third asset (BNB) is valued at the last fill of that asset against the same
@@ -190,6 +191,7 @@ def fills(orders: DataFrame, untypeable: Observation | None = None) -> DataFrame
         "quantity",
         "price",
         F.coalesce("executed_at", "created_at").alias("filled_at"),
+        "created_at",
         fee.alias("fee"),
         multiply(F.col("price"), F.col("quantity"), MONEY, MONEY).alias("notional"),
         F.when(fee == 0, F.lit(0).cast(NOTIONAL))
@@ -246,6 +248,7 @@ def fills(orders: DataFrame, untypeable: Observation | None = None) -> DataFrame
         "price",
         "notional",
         "filled_at",
+        "created_at",
         F.when(converted, F.col("fee_quote")).alias("fee_quote"),
         F.when(~converted, F.col("_fee_asset")).alias("unconverted_asset"),
         "order_strategy_id",

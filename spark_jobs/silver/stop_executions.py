@@ -11,7 +11,8 @@ quantity and source):
 - ``execution_id``: ``uuid5(EXECUTION_NAMESPACE, execution_token)``, stable across rebuilds;
 - ``status``: after the latest state-changing event (see :data:`STATUS_AFTER`);
 - ``triggered_at`` / ``submitted_at``: first STOP_TRIGGERED / EXECUTION_SUBMITTED;
-  ``executed_at``: last EXECUTED; ``failed_at``: last FAILED;
+  ``executed_at``: last EXECUTED; ``failed_at``: last FAILED; ``resolved_at``: the last
+  state-changing event (when the execution reached its status);
 - ``exchange_order_id``, ``fill_price``, ``slippage_pct``, ``error_message``: the last
   non-null value; ``slippage_breach``: a SLIPPAGE_BREACH event exists;
 - ``retry_count``: the highest; ``event_count``: distinct events; ``first_event_seq`` /
@@ -125,6 +126,7 @@ SCHEMA = StructType(
         StructField("submitted_at", TimestampType()),
         StructField("executed_at", TimestampType()),
         StructField("failed_at", TimestampType()),
+        StructField("resolved_at", TimestampType()),
         StructField("exchange_order_id", StringType()),
         StructField("fill_price", MONEY),
         StructField("slippage_pct", SLIPPAGE),
@@ -227,6 +229,7 @@ def build_stop_executions(
     states = F.filter(
         F.transform("_e", lambda e: status_after(e["event_type"])), lambda s: s.isNotNull()
     )
+    changes = F.filter("_e", lambda e: status_after(e["event_type"]).isNotNull())
     replayed = staged.select(
         "execution_token",
         trigger.alias("_trigger"),
@@ -235,6 +238,7 @@ def build_stop_executions(
         of_kind(SUBMITTED, 1)["occurred_at"].alias("submitted_at"),
         of_kind(EXECUTED, -1)["occurred_at"].alias("executed_at"),
         of_kind(FAILED, -1)["occurred_at"].alias("failed_at"),
+        F.try_element_at(changes, F.lit(-1))["occurred_at"].alias("resolved_at"),
         F.try_element_at("_e", F.lit(1))["occurred_at"].alias("_first_at"),
         *[last_non_null(column).alias(column) for column in LAST_NON_NULL],
         F.exists("_e", lambda e: e["event_type"] == SLIPPAGE_BREACH).alias("slippage_breach"),
@@ -259,6 +263,7 @@ def build_stop_executions(
         "submitted_at",
         "executed_at",
         "failed_at",
+        "resolved_at",
         "exchange_order_id",
         "fill_price",
         "slippage_pct",

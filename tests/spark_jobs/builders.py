@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_jobs.common.bronze import EVENTS, ORDERS, PORTFOLIO
+from spark_jobs.common.bronze import EVENTS, KLINES, ORDERS, PORTFOLIO
 
 _seq = itertools.count(1)
 
@@ -157,6 +157,42 @@ def portfolio_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFram
     return spark.createDataFrame([_ordered(r, PORTFOLIO.fieldNames()) for r in rows], PORTFOLIO)
 
 
+def kline(
+    open_at: str,
+    close: str,
+    *,
+    quote_volume: str = "10",
+    symbol: str = "BTCUSDC",
+    close_time: datetime | None = None,
+    row_id: int | None = None,
+) -> dict[str, Any]:
+    """Return one bronze.klines row: a one-minute candle opening at ``open_at`` (UTC)
+    and closing 59.999 s later unless ``close_time`` says otherwise."""
+    opened = ts(open_at)
+    price = Decimal(close)
+    return {
+        "symbol": symbol,
+        "interval": "1m",
+        "open_time": opened,
+        "close_time": close_time or opened + timedelta(seconds=59, milliseconds=999),
+        "open": price,
+        "high": price,
+        "low": price,
+        "close": price,
+        "volume": Decimal("1"),
+        "quote_asset_volume": Decimal(quote_volume),
+        "taker_buy_base_asset_volume": Decimal("0.5"),
+        "taker_buy_quote_asset_volume": Decimal(quote_volume) / 2,
+        "number_of_trades": 10,
+        "row_id": next(_seq) if row_id is None else row_id,
+        "date": opened.date(),
+    }
+
+
+def klines_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
+    return spark.createDataFrame([_ordered(r, KLINES.fieldNames()) for r in rows], KLINES)
+
+
 def _ordered(row: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
     return tuple(row[n] for n in names)
 
@@ -178,6 +214,7 @@ def _arrow_type(spark_type: str) -> Any:
         "timestamp": pa.timestamp("us", tz="UTC"),
         "decimal(20,8)": pa.decimal128(20, 8),
         "decimal(10,4)": pa.decimal128(10, 4),
+        "date": pa.date32(),
         "boolean": pa.bool_(),
     }[spark_type]
 
@@ -192,8 +229,8 @@ def write_bronze(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = {"events": EVENTS, "orders": ORDERS, "portfolio": PORTFOLIO}[dataset]
-    partition_by = ["date"] if dataset == "events" else ["client_id", "date"]
+    schema = {"events": EVENTS, "orders": ORDERS, "portfolio": PORTFOLIO, "klines": KLINES}[dataset]
+    partition_by = ["date"] if dataset in ("events", "klines") else ["client_id", "date"]
     columns = [f for f in schema.fields if f.name not in partition_by]
     # Optional columns the exporter does not write (yet).
     columns = [f for f in columns if not (dataset == "orders" and f.name == "strategy_id")]

@@ -192,3 +192,57 @@ def test_values_print_exactly() -> None:
     assert sql.format_table(["a", "bb"], [["1", "x"], ["22", "NULL"]]) == (
         "a  | bb\n---+-----\n1  | x\n22 | NULL\n"
     )
+
+
+LABEL_DISTRIBUTION = """
+SELECT
+    label.execution_success,
+    COUNT(*) as sample_count,
+    COUNT(*) * 100.0 / SUM(COUNT(*)) OVER() as percentage
+FROM gold.training_sets.stop_outcome
+WHERE version = 'v1.0.0'
+GROUP BY label.execution_success;
+"""
+
+
+@pytest.mark.spark
+def test_the_gold_label_distribution_query_runs_as_written(spark: SparkSession, lake: Path) -> None:
+    root = lake / "gold/training_sets/stop_outcome"
+    schema = "sample_id string, label struct<execution_success:boolean>"
+    for version, split, flags in [
+        ("v1.0.0", "train", [True, True, False]),
+        ("v1.0.0", "test", [True]),
+        ("v1.1.0", "train", [False] * 5),
+    ]:
+        rows = [(f"{version}-{split}-{i}", (flag,)) for i, flag in enumerate(flags)]
+        path = root / version / split / "date=2024-12-26"
+        spark.createDataFrame(rows, schema).write.parquet(str(path))
+    (root / "v1.0.0" / "features.json").write_text("{}")
+
+    assert sql.register_training_sets(spark, str(lake)) == ["gold.training_sets.stop_outcome"]
+    (statement,) = sql.split_statements(LABEL_DISTRIBUTION)
+    rows = sorted(tuple(r) for r in spark.sql(sql.resolve_training_sets(statement)).collect())
+    assert [(flag, count, pct.quantize(Decimal("0.01"))) for flag, count, pct in rows] == [
+        (False, 1, Decimal("25.00")),
+        (True, 3, Decimal("75.00")),
+    ]
+    per_split = "SELECT version, split, COUNT(*) FROM gold.training_sets.stop_outcome GROUP BY 1, 2"
+    assert sorted(tuple(r) for r in spark.sql(sql.resolve_training_sets(per_split)).collect()) == [
+        ("v1.0.0", "test", 1),
+        ("v1.0.0", "train", 3),
+        ("v1.1.0", "train", 5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "resolved"),
+    [
+        ("SELECT * FROM gold.training_sets.stop_outcome",
+         "SELECT * FROM `gold__training_sets__stop_outcome`"),
+        ("SELECT 'gold.training_sets.x' -- gold.training_sets.y",
+         "SELECT 'gold.training_sets.x' -- gold.training_sets.y"),
+        ("SELECT * FROM silver.stop_executions", "SELECT * FROM silver.stop_executions"),
+    ],
+)  # fmt: skip
+def test_resolve_training_sets(text: str, resolved: str) -> None:
+    assert sql.resolve_training_sets(text) == resolved

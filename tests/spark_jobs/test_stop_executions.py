@@ -100,6 +100,24 @@ def test_every_status_path_replays_to_the_right_row(spark: SparkSession) -> None
     assertDataFrameEqual(actual, expected)
 
 
+def test_resolved_at_is_the_last_state_changing_event(spark: SparkSession) -> None:
+    d = "2024-12-27 10:00:0"
+    rows = [
+        event("retried", "STOP_TRIGGERED", d + "0"),
+        event("retried", "EXECUTION_SUBMITTED", d + "1"),
+        event("retried", "FAILED", d + "2"),
+        event("retried", "EXECUTION_SUBMITTED", d + "3"),
+        event("retried", "EXECUTED", d + "4", fill_price="1", slippage_pct="20"),
+        event("retried", "SLIPPAGE_BREACH", d + "5"),  # changes no status
+        event("kill", "STOP_TRIGGERED", d + "0"),
+        event("kill", "KILL_SWITCH", d + "6"),
+        event("kill", "BLOCKED", d + "7"),
+        event("open", "STOP_TRIGGERED", d + "8"),
+    ]
+    resolved = {r.execution_token: r.resolved_at for r in replay(spark, rows).collect()}
+    assert resolved == {"retried": utc(d + "4"), "kill": utc(d + "7"), "open": utc(d + "8")}
+
+
 def test_identity_trigger_fields_and_lineage(spark: SparkSession) -> None:
     rows = [
         event("tok", T, "2024-12-27 10:00:00", seq=11, source="cron", operation_id=42),

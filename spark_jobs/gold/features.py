@@ -1,0 +1,496 @@
+"""The stop-execution features: one definition, used by every job that computes them.
+
+Each feature is described as data (:data:`FEATURES`: name, type, unit, window, null
+policy) and computed by :func:`compute_features` from four inputs, each a frame that
+carries a scope column (:data:`SCOPE`):
+
+- ``samples``: (scope, sample_key, client_id, symbol, operation_id, stop_price, t);
+- ``fills``: (scope, operation_id, id, side, price, quantity, created_at, filled_at),
+  the operation's order fills (see :func:`fills_input`);
+- ``klines``: (scope, symbol, close_time, close, quote_asset_volume), one-minute candles;
+- ``resolutions``: (scope, client_id, resolved_at, failed), one row per execution that
+  reached a final status (see :func:`resolutions_input`).
+
+A sample only ever meets input rows of its own scope. The training-set job puts
+everything in one scope; the leakage recheck gives each sample its own scope holding the
+inputs cut at that sample's ``t`` (:func:`cut_at`), then calls the same function: the
+two must agree exactly, or a feature used something known at or after ``t``.
+
+Every window is half-open and ends before ``t``: ``[t - w, t)``. Point-in-time joins never
+compare every sample with every row: klines are bucketed by (symbol, minute) for the
+15-minute window (at most 16 buckets per sample), and the 24-hour and 1-hour windows are
+differences of running sums over one timeline per symbol / client, where a query point at
+``x`` sorts before a row at ``x`` (so it sees only rows strictly before ``x``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, IntegerType, LongType
+
+from spark_jobs.common.datasets import MONEY
+
+SCOPE = "_scope"
+
+STOP_DISTANCE = DecimalType(10, 4)
+VOLATILITY = DecimalType(10, 6)
+VOLUME = DecimalType(20, 8)
+RUNNING_VOLUME = DecimalType(38, 8)  # a running sum over a year of candles
+WINDOW_VOLUME = DecimalType(30, 8)
+NOTIONAL = DecimalType(31, 13)  # as silver.operations: price·qty keeps 13 places
+AVERAGE = DecimalType(26, 12)
+
+VOLATILITY_WINDOW_MIN = 15
+VOLUME_WINDOW_H = 24
+FAILURES_WINDOW_H = 1
+#: The longest look-back of any feature except the entry fills (which go back to the
+#: operation's first order): inputs older than ``t`` minus this cannot change a feature.
+LONGEST_WINDOW_H = VOLUME_WINDOW_H
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature as a data scientist reads it in ``features.json``."""
+
+    name: str
+    type: str  # Spark SQL type
+    nullable: bool
+    unit: str
+    window: str
+    null_policy: str
+    definition: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "stop_distance_pct",
+        "decimal(10,4)",
+        False,
+        "percent",
+        "the operation's entry fills filled before t",
+        "never null: a sample needs an entry fill before t",
+        "|entry price - stop price| / entry price * 100, entry price = the quantity-weighted"
+        " average price of the operation's entry fills (the side of its first fill) filled"
+        " before t; rounded half-up to 4 places",
+    ),
+    Feature(
+        "time_to_trigger_sec",
+        "int",
+        False,
+        "seconds",
+        "the operation's entry fills filled before t",
+        "never null",
+        "t - entry time, entry time = when the first of those entry orders was placed"
+        " (created_at); whole seconds, rounded down",
+    ),
+    Feature(
+        "volatility_15m",
+        "decimal(10,6)",
+        True,
+        "log return (fraction), per minute",
+        f"klines with close_time in [t - {VOLATILITY_WINDOW_MIN} min, t)",
+        "null when the window holds fewer than 3 klines (fewer than 2 returns)",
+        "sample standard deviation of ln(close_i / close_(i-1)) over consecutive klines of"
+        " the symbol in the window, in close_time order; rounded half-up to 6 places",
+    ),
+    Feature(
+        "volume_24h",
+        "decimal(20,8)",
+        True,
+        "quote asset",
+        f"klines with close_time in [t - {VOLUME_WINDOW_H} h, t)",
+        "null when the window holds no kline",
+        "sum of quote_asset_volume of the symbol's klines in the window",
+    ),
+    Feature(
+        "hour_of_day",
+        "int",
+        False,
+        "hour (0-23, UTC)",
+        "t itself",
+        "never null",
+        "hour of t in UTC",
+    ),
+    Feature(
+        "day_of_week",
+        "int",
+        False,
+        "day (0 = Monday .. 6 = Sunday, UTC)",
+        "t itself",
+        "never null",
+        "weekday of t in UTC, 0 = Monday",
+    ),
+    Feature(
+        "consecutive_failures_1h",
+        "int",
+        False,
+        "executions",
+        f"the client's executions resolved in [t - {FAILURES_WINDOW_H} h, t)",
+        "never null (0 when there is none)",
+        "how many of the client's most recently resolved executions ended FAILED, counted"
+        " back from t until one that did not (EXECUTED or BLOCKED) or the window's start."
+        " An execution counts once its final status is reached (its last state-changing"
+        " event); one that resolves at or after t does not count",
+    ),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+REQUIRED = tuple(f.name for f in FEATURES if not f.nullable)
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def fills_input(fills: DataFrame) -> DataFrame:
+    """Return the fills input from silver.operations' ``fills()`` of bronze.orders."""
+    return fills.select(
+        F.lit(0).alias(SCOPE),
+        "operation_id",
+        "id",
+        "side",
+        "price",
+        "quantity",
+        "created_at",
+        "filled_at",
+    )
+
+
+def klines_input(klines: DataFrame) -> DataFrame:
+    """Return the klines input from bronze.klines (one-minute candles only)."""
+    return klines.filter(F.col("interval") == "1m").select(
+        F.lit(0).alias(SCOPE), "symbol", "close_time", "close", "quote_asset_volume"
+    )
+
+
+def resolutions_input(executions: DataFrame) -> DataFrame:
+    """Return the resolutions input from silver.stop_executions (final statuses only)."""
+    final = F.col("status").isin("EXECUTED", "FAILED", "BLOCKED")
+    return executions.filter(final & F.col("resolved_at").isNotNull()).select(
+        F.lit(0).alias(SCOPE),
+        "client_id",
+        "resolved_at",
+        (F.col("status") == "FAILED").alias("failed"),
+    )
+
+
+# --- the features ------------------------------------------------------------------------
+
+
+def _minutes(ts: Column) -> Column:
+    return F.floor(F.unix_micros(ts) / F.lit(60_000_000)).cast(LongType())
+
+
+def _ago(t: Column, *, minutes: int = 0, hours: int = 0) -> Column:
+    return t - F.make_dt_interval(F.lit(0), F.lit(hours), F.lit(minutes))
+
+
+def entry_features(samples: DataFrame, fills: DataFrame) -> DataFrame:
+    """Return (scope, sample_key, stop_distance_pct, time_to_trigger_sec) from the fills
+    filled before each sample's ``t`` (equi-join on the operation: a few fills each)."""
+    keyed = samples.select(SCOPE, "sample_key", "operation_id", "stop_price", "t")
+    known = keyed.join(fills, [SCOPE, "operation_id"]).filter(F.col("filled_at") < F.col("t"))
+    fill = F.struct("filled_at", "id", "side", "price", "quantity", "created_at")
+    grouped = known.groupBy(SCOPE, "sample_key").agg(
+        F.array_sort(F.collect_list(fill)).alias("_fills"),
+        F.first("stop_price").alias("stop_price"),
+        F.first("t").alias("t"),
+    )
+    entry_side = F.col("_fills")[0]["side"]
+    entries = F.filter("_fills", lambda f: f["side"] == entry_side)
+    notional = F.aggregate(
+        entries,
+        F.lit(0).cast(NOTIONAL),
+        lambda acc, f: (acc + f["price"] * f["quantity"]).cast(NOTIONAL),
+    )
+    quantity = F.aggregate(
+        entries, F.lit(0).cast(NOTIONAL), lambda acc, f: (acc + f["quantity"]).cast(NOTIONAL)
+    )
+    price = F.when(quantity > 0, (notional / quantity.cast(MONEY)).cast(AVERAGE))
+    distance = F.abs(price - F.col("stop_price")) / price * F.lit(100)
+    entry_time = F.array_min(F.transform(entries, lambda f: f["created_at"]))
+    seconds = F.floor((F.unix_micros("t") - F.unix_micros(entry_time)) / F.lit(1_000_000))
+    return grouped.select(
+        SCOPE,
+        "sample_key",
+        F.round(distance, 4).cast(STOP_DISTANCE).alias("stop_distance_pct"),
+        seconds.cast(IntegerType()).alias("time_to_trigger_sec"),
+    )
+
+
+def volatility(closes: Column) -> Column:
+    """Return the sample standard deviation of the log returns of ``closes`` (an array in
+    time order), rounded to 6 places; null for fewer than 2 returns."""
+    n = F.size(closes) - 1
+    returns = F.zip_with(
+        F.slice(closes, 2, F.greatest(n, F.lit(0))),
+        F.slice(closes, 1, F.greatest(n, F.lit(0))),
+        lambda now, before: F.ln(now.cast("double") / before.cast("double")),
+    )
+    mean = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r) / n
+    squares = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + (r - mean) * (r - mean))
+    return F.when(n >= 2, F.round(F.sqrt(squares / (n - 1)), 6).cast(VOLATILITY))
+
+
+def volatility_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
+    """Return (scope, sample_key, volatility_15m): each sample meets the klines of the
+    (at most 16) minutes its window touches, by an equi-join on (symbol, minute)."""
+    t = F.col("t")
+    start = _ago(t, minutes=VOLATILITY_WINDOW_MIN)
+    buckets = samples.select(
+        SCOPE,
+        "sample_key",
+        "symbol",
+        "t",
+        F.explode(F.sequence(_minutes(start), _minutes(t))).alias("_minute"),
+    )
+    candles = klines.select(
+        SCOPE, "symbol", "close_time", "close", _minutes(F.col("close_time")).alias("_minute")
+    )
+    in_window = (F.col("close_time") >= start) & (F.col("close_time") < t)
+    rows = buckets.join(candles, [SCOPE, "symbol", "_minute"]).filter(in_window)
+    grouped = rows.groupBy(SCOPE, "sample_key").agg(
+        F.array_sort(F.collect_list(F.struct("close_time", "close"))).alias("_candles")
+    )
+    closes = F.transform("_candles", lambda c: c["close"])
+    return grouped.select(SCOPE, "sample_key", volatility(closes).alias("volatility_15m"))
+
+
+def _running_at(
+    rows: DataFrame, queries: DataFrame, key: str, sums: dict[str, Column]
+) -> DataFrame:
+    """Return ``queries`` (scope, key, sample_key, edge, _at) with, for each of ``sums``,
+    the running total over the ``rows`` of the same (scope, key) strictly before ``_at``.
+
+    Rows and queries share one timeline; a query sorts before a row at the same instant.
+    """
+    rows = rows.select(
+        SCOPE,
+        key,
+        "_at",
+        F.lit(1).alias("_kind"),
+        F.lit(None).cast("string").alias("sample_key"),
+        F.lit(None).cast("string").alias("edge"),
+        *[column.alias(name) for name, column in sums.items()],
+    )
+    points = queries.select(
+        SCOPE,
+        key,
+        "_at",
+        F.lit(0).alias("_kind"),
+        "sample_key",
+        "edge",
+        *[F.lit(None).cast(rows.schema[name].dataType).alias(name) for name in sums],
+    )
+    timeline = (
+        Window.partitionBy(SCOPE, key)
+        .orderBy("_at", "_kind")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    running = rows.unionByName(points).select(
+        "*", *[F.sum(name).over(timeline).alias(f"_sum_{name}") for name in sums]
+    )
+    return running.filter(F.col("_kind") == 0).select(
+        SCOPE,
+        "sample_key",
+        "edge",
+        *[F.coalesce(f"_sum_{name}", F.lit(0)).alias(name) for name in sums],
+    )
+
+
+def _between_edges(at_edges: DataFrame, names: list[str]) -> DataFrame:
+    """Return (scope, sample_key, name...) = value at the ``end`` edge minus at ``start``."""
+
+    def at(edge: str, name: str) -> Column:
+        return F.max(F.when(F.col("edge") == edge, F.col(name)))  # one row per edge
+
+    return at_edges.groupBy(SCOPE, "sample_key").agg(
+        *[(at("end", n) - at("start", n)).alias(n) for n in names]
+    )
+
+
+def _edges(samples: DataFrame, key: str, hours: int) -> DataFrame:
+    t = F.col("t")
+    edges = F.array(
+        F.struct(F.lit("start").alias("edge"), _ago(t, hours=hours).alias("_at")),
+        F.struct(F.lit("end").alias("edge"), t.alias("_at")),
+    )
+    return samples.select(SCOPE, key, "sample_key", F.inline(edges))
+
+
+def volume_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
+    """Return (scope, sample_key, volume_24h) as a difference of running sums."""
+    rows = klines.select(SCOPE, "symbol", F.col("close_time").alias("_at"), "quote_asset_volume")
+    sums = {
+        "_volume": F.col("quote_asset_volume").cast(RUNNING_VOLUME),
+        "_candles": F.lit(1).cast(LongType()),
+    }
+    edges = _edges(samples, "symbol", VOLUME_WINDOW_H)
+    # Narrow the running sums first, or their difference would lose a decimal place.
+    running = _running_at(rows, edges, "symbol", sums).withColumn(
+        "_volume", F.col("_volume").cast(WINDOW_VOLUME)
+    )
+    totals = _between_edges(running, list(sums))
+    return totals.select(
+        SCOPE,
+        "sample_key",
+        F.when(F.col("_candles") > 0, F.col("_volume").cast(VOLUME)).alias("volume_24h"),
+    )
+
+
+def failure_features(samples: DataFrame, resolutions: DataFrame) -> DataFrame:
+    """Return (scope, sample_key, consecutive_failures_1h).
+
+    With C(x) the number of the client's resolutions before x and L(x) the value of C
+    just after its last non-failed resolution before x, the failures that run back from
+    t are C(t) - L(t); those inside the window, C(t) - max(L(t), C(t - 1 h)).
+    """
+    position = (
+        Window.partitionBy(SCOPE, "client_id")
+        .orderBy("_at")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    rows = resolutions.select(SCOPE, "client_id", F.col("resolved_at").alias("_at"), "failed")
+    # Ties at one instant: a failure sorts before a success, so a failure never counts
+    # across a success recorded at the same time.
+    rows = rows.withColumn(
+        "_count", F.count(F.lit(1)).over(position.orderBy("_at", F.col("failed").desc()))
+    ).select(
+        "*",
+        F.when(~F.col("failed"), F.col("_count")).alias("_mark"),
+    )
+    edges = _edges(samples, "client_id", FAILURES_WINDOW_H)
+    # C(x): a running count; L(x): a running max of the marks (they only grow).
+    sums = {"_c": F.lit(1).cast(LongType())}
+    counted = _running_at(rows, edges, "client_id", sums)
+    marks = _running_max_at(rows, edges)
+    joined = counted.join(marks, [SCOPE, "sample_key", "edge"])
+
+    def at(edge: str, name: str) -> Column:
+        return F.max(F.when(F.col("edge") == edge, F.col(name)))
+
+    per_sample = joined.groupBy(SCOPE, "sample_key").agg(
+        at("end", "_c").alias("c_end"),
+        at("end", "_l").alias("l_end"),
+        at("start", "_c").alias("c_start"),
+    )
+    count = F.col("c_end") - F.greatest("l_end", "c_start")
+    return per_sample.select(
+        SCOPE, "sample_key", count.cast(IntegerType()).alias("consecutive_failures_1h")
+    )
+
+
+def _running_max_at(rows: DataFrame, queries: DataFrame) -> DataFrame:
+    """Return queries (scope, sample_key, edge, _l): the largest ``_mark`` of the
+    client's rows strictly before each query's ``_at`` (0 if none)."""
+    marks = rows.select(
+        SCOPE, "client_id", "_at", F.lit(1).alias("_kind"),
+        F.lit(None).cast("string").alias("sample_key"),
+        F.lit(None).cast("string").alias("edge"), "_mark",
+    )  # fmt: skip
+    points = queries.select(
+        SCOPE, "client_id", "_at", F.lit(0).alias("_kind"), "sample_key", "edge",
+        F.lit(None).cast(LongType()).alias("_mark"),
+    )  # fmt: skip
+    timeline = (
+        Window.partitionBy(SCOPE, "client_id")
+        .orderBy("_at", "_kind")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    running = marks.unionByName(points).select("*", F.max("_mark").over(timeline).alias("_l"))
+    return running.filter(F.col("_kind") == 0).select(
+        SCOPE, "sample_key", "edge", F.coalesce("_l", F.lit(0)).cast(LongType()).alias("_l")
+    )
+
+
+def calendar_features(t: Column) -> dict[str, Column]:
+    """Return hour_of_day and day_of_week (0 = Monday) of ``t`` (UTC)."""
+    return {
+        "hour_of_day": F.hour(t).cast(IntegerType()),
+        "day_of_week": ((F.dayofweek(t) + 5) % 7).cast(IntegerType()),
+    }
+
+
+def compute_features(
+    samples: DataFrame, fills: DataFrame, klines: DataFrame, resolutions: DataFrame
+) -> DataFrame:
+    """Return ``samples`` with one column per feature of :data:`FEATURES`.
+
+    A sample whose operation has no entry fill before ``t`` gets null entry features.
+    """
+    entry = entry_features(samples, fills)
+    volatility_ = volatility_features(samples, klines)
+    volume = volume_features(samples, klines)
+    failures = failure_features(samples, resolutions)
+    keys = [SCOPE, "sample_key"]
+    joined = (
+        samples.join(entry, keys, "left")
+        .join(volatility_, keys, "left")
+        .join(volume, keys, "left")
+        .join(failures, keys, "left")
+    )
+    calendar = calendar_features(F.col("t"))
+    return joined.select(
+        *samples.columns,
+        "stop_distance_pct",
+        "time_to_trigger_sec",
+        "volatility_15m",
+        "volume_24h",
+        calendar["hour_of_day"].alias("hour_of_day"),
+        calendar["day_of_week"].alias("day_of_week"),
+        F.coalesce("consecutive_failures_1h", F.lit(0))
+        .cast(IntegerType())
+        .alias("consecutive_failures_1h"),
+    )
+
+
+def features_struct() -> Column:
+    """Return the ``features`` struct of a sample, fields in :data:`FEATURES` order."""
+    return F.struct(*[F.col(f.name).cast(f.type).alias(f.name) for f in FEATURES])
+
+
+# --- the second path: inputs cut at each sample's t --------------------------------------
+
+
+def cut_at(
+    samples: DataFrame, fills: DataFrame, klines: DataFrame, resolutions: DataFrame
+) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """Return (samples, fills, klines, resolutions) where each sample is its own scope and
+    sees only the input rows known strictly before its ``t``.
+
+    For a small number of samples (a check): each input row is copied once per sample
+    it is known to. Klines and resolutions are also cut older than the longest window
+    (they cannot matter); fills keep the operation's whole history before ``t``.
+    """
+    scoped = samples.drop(SCOPE).withColumn(SCOPE, F.col("sample_key"))
+    cuts = F.broadcast(scoped.select(SCOPE, "operation_id", "symbol", "client_id", "t"))
+    t = F.col("t")
+    fills_cut = (
+        fills.drop(SCOPE)
+        .join(cuts.select(SCOPE, "operation_id", "t"), "operation_id")
+        .filter(F.col("filled_at") < t)
+        .drop("t")
+    )
+    klines_cut = (
+        klines.drop(SCOPE)
+        .join(cuts.select(SCOPE, "symbol", "t"), "symbol")
+        .filter(
+            (F.col("close_time") < t) & (F.col("close_time") >= _ago(t, hours=LONGEST_WINDOW_H))
+        )
+        .drop("t")
+    )
+    resolutions_cut = (
+        resolutions.drop(SCOPE)
+        .join(cuts.select(SCOPE, "client_id", "t"), "client_id")
+        .filter(
+            (F.col("resolved_at") < t)
+            & (F.col("resolved_at") >= _ago(t, hours=FAILURES_WINDOW_H + 1))
+        )
+        .drop("t")
+    )
+    return scoped, fills_cut, klines_cut, resolutions_cut
