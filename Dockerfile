@@ -1,5 +1,6 @@
 # One image for every process: the web admin, a Celery worker and Celery beat
-# (the command picks which), with Java 17 and the S3A connector for Spark jobs.
+# (the command picks which), with Java 17 and the S3A connector for Spark jobs. A JDK,
+# not a JRE: the SQL endpoint (sql-server) compiles its read-only file system on start.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATALAKE_VAR_DIR=/var/lib/robson-datalake
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl ca-certificates procps \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless curl ca-certificates procps \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -38,6 +39,6 @@ RUN useradd --system --create-home robson \
     && DJANGO_SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
 USER robson
 
-EXPOSE 8000
+EXPOSE 8000 15002
 ENTRYPOINT ["/app/docker-entrypoint.sh"]
 CMD ["web"]

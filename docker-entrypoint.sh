@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: web | worker | beat | migrate | <any command>
+# Usage: web | worker | beat | sql-server | migrate | <any command>
 set -e
 case "$1" in
   web)
@@ -9,6 +9,8 @@ case "$1" in
     exec celery -A config worker --loglevel=INFO --concurrency "${WORKER_CONCURRENCY:-2}" ;;
   beat)
     exec celery -A config beat --loglevel=INFO ;;
+  sql-server)
+    exec python manage.py lake_sql_server ;;
   migrate)
     exec python manage.py migrate --no-input ;;
   *)

@@ -143,6 +143,7 @@ DATALAKE_SECRET_VALUES = [
     for value in (
         env.str("AWS_SECRET_ACCESS_KEY", default=""),
         env.str("AWS_SESSION_TOKEN", default=""),
+        env.str("SQL_SERVER_TOKEN", default=""),
         DATABASES["default"].get("PASSWORD", ""),
         SECRET_KEY,
     )
@@ -150,3 +151,13 @@ DATALAKE_SECRET_VALUES = [
 ]
 DATALAKE_EXPORT_BATCH_SIZE = env.int("DATALAKE_EXPORT_BATCH_SIZE", default=100_000)
 DATALAKE_GAP_SETTLE_SECONDS = env.int("DATALAKE_GAP_SETTLE_SECONDS", default=600)
+# The SQL endpoint (lake_sql_server) and where lake_sql finds it.
+DATALAKE_SQL_SERVER_URL = env.str("SQL_SERVER_URL", default="") or None
+DATALAKE_SQL_SERVER_HOST = env.str("SQL_SERVER_HOST", default="127.0.0.1")
+DATALAKE_SQL_SERVER_PORT = env.int("SQL_SERVER_PORT", default=15002)
+DATALAKE_SQL_SERVER_TOKEN = env.str("SQL_SERVER_TOKEN", default="") or None
+DATALAKE_SQL_SERVER_CORES = env.int("SQL_SERVER_CORES", default=2)
+DATALAKE_SQL_SERVER_MEMORY = env.str("SQL_SERVER_MEMORY", default="2g")
+DATALAKE_SQL_SERVER_REFRESH_SECONDS = env.float("SQL_SERVER_REFRESH_SECONDS", default=10.0)
+DATALAKE_SQL_SERVER_QUERY_TIMEOUT = env.float("SQL_SERVER_QUERY_TIMEOUT", default=300.0)
+DATALAKE_SQL_SERVER_THRIFT_PORT = env.int("SQL_SERVER_THRIFT_PORT", default=0)

@@ -26,6 +26,7 @@ import json
 import math
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
@@ -112,8 +113,9 @@ def check_plan_read_only(spark: SparkSession, statement: str) -> None:
     of its nodes is a command (other than SHOW/DESCRIBE) or an insert. Needs a classic
     (JVM) session; elsewhere only the text check applies.
     """
-    jsession = getattr(spark, "_jsparkSession", None)
-    if jsession is None:
+    try:
+        jsession = spark._jsparkSession
+    except Exception:  # a Spark Connect session has no JVM here
         return
     jvm = spark._jvm
     command = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
@@ -248,6 +250,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--output", help="write the results to this file instead of stdout")
     parser.add_argument("--result-file", help="write the outcome here as JSON")
+    parser.add_argument("--remote", help="run on the SQL endpoint at this sc:// URL")
+    parser.add_argument("--timeout", type=float, help="with --remote: interrupt after S s")
     return parser.parse_args(argv)
 
 
@@ -269,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_result_file(result_file, {**result, "error": str(error)})
         return 2
 
+    if args.remote:
+        return _run_remote(args, statements, result, result_file)
+
     from spark_jobs.common.session import get_session
 
     result["statements"] = len(statements)
@@ -281,6 +288,58 @@ def main(argv: Sequence[str] | None = None) -> int:
             spark.conf.set(key, value)
         tables = register_lake_tables(spark, args.lake_uri)
         print(f"tables: {', '.join(tables) or '(none)'}", file=sys.stderr)
+        return _run_and_record(spark, args, statements, result)
+    finally:
+        _write_result_file(result_file, result)
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+        if created:
+            spark.stop()
+            if warehouse and "spark-warehouse-" in warehouse:
+                shutil.rmtree(warehouse.removeprefix("file:"), ignore_errors=True)
+
+
+def _run_remote(
+    args: argparse.Namespace,
+    statements: Sequence[Statement],
+    result: dict[str, Any],
+    result_file: str | None,
+) -> int:
+    """Run the statements on the SQL endpoint at ``args.remote`` (Spark Connect)."""
+    result["statements"] = len(statements)
+    try:
+        spark = SparkSession.builder.remote(args.remote).getOrCreate()
+        for key, value in QUERY_SETTINGS.items():
+            spark.conf.set(key, value)
+    except Exception as error:
+        result.update(status="failed", error=f"endpoint {args.remote}: {_first_line(error)}")
+        print(f"error: {result['error']}", file=sys.stderr)
+        _write_result_file(result_file, result)
+        return 3
+    timer = None
+    if args.timeout:
+        timer = threading.Timer(args.timeout, spark.interruptAll)
+        timer.daemon = True
+        timer.start()
+    try:
+        return _run_and_record(spark, args, statements, result)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        _write_result_file(result_file, result)
+        spark.stop()
+
+
+def _run_and_record(
+    spark: SparkSession,
+    args: argparse.Namespace,
+    statements: Sequence[Statement],
+    result: dict[str, Any],
+) -> int:
+    try:
         with ExitStack() as stack:
             out = stack.enter_context(Path(args.output).open("w")) if args.output else sys.stdout
             result["rows"] = run_statements(spark, statements, args.format, out)
@@ -294,17 +353,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.update(status="failed", error=str(error).strip()[:ERROR_CHARS])
         print(f"error: {result['error']}", file=sys.stderr)
         return 1
-    finally:
-        _write_result_file(result_file, result)
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-        if created:
-            spark.stop()
-            if warehouse and "spark-warehouse-" in warehouse:
-                shutil.rmtree(warehouse.removeprefix("file:"), ignore_errors=True)
 
 
 def _write_result_file(path: str | None, result: dict[str, Any]) -> None:

@@ -1,12 +1,15 @@
 """lake_sql's bad input: one clear line and a non-zero exit, before Spark or a JobRun."""
 
 import io
+import json
+import os
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from datalake.models import JobRun
+from datalake.sql.endpoint import prepare_start
 
 pytestmark = pytest.mark.django_db
 
@@ -43,3 +46,32 @@ def test_bad_input_is_refused_before_spark(args: list[str], message: str, settin
 def test_a_directory_as_query_file_is_refused(tmp_path) -> None:
     with pytest.raises(CommandError, match=r"^-f: cannot read .*Is a directory"):
         call_command("lake_sql", "-f", str(tmp_path), stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"DATALAKE_SQL_SERVER_HOST": "0.0.0.0"},
+            "listens beyond this machine: set SQL_SERVER_TOKEN",
+        ),
+        ({"DATALAKE_SQL_SERVER_PORT": 0}, "SQL_SERVER_PORT=0 is not a port"),
+    ],
+)
+def test_lake_sql_server_refuses_bad_settings(overrides: dict, message: str, settings) -> None:
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    with pytest.raises(CommandError, match=message):
+        call_command("lake_sql_server")
+
+
+def test_lake_sql_server_refuses_to_start_twice(settings, tmp_path) -> None:
+    settings.DATALAKE_WORK_DIR = str(tmp_path)
+    state = tmp_path / "spark" / "sql-server.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"status": "up", "pid": os.getpid()}))  # a live process
+    with pytest.raises(CommandError, match=rf"already runs here \(pid {os.getpid()}\)"):
+        call_command("lake_sql_server")
+    state.write_text(json.dumps({"status": "up", "pid": 2**22 + 1}))  # gone: a stale file
+    prepare_start()
+    assert not state.exists()

@@ -36,6 +36,7 @@ class Command(BaseCommand):
                 self.stdout,
                 source=options["file"] or "",
                 timeout=options["timeout"],
+                notice=self.stderr.write,
             )
         except (QueryRefused, QueryFailed) as error:
             raise CommandError(str(error).strip().splitlines()[0]) from None
