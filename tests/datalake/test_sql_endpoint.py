@@ -39,6 +39,8 @@ grpc = pytest.importorskip("grpc", reason="the Spark Connect client needs pyspar
 
 TOKEN = "endpoint-test-token"
 START_SECONDS = 300
+#: The endpoint's job time limit in these tests: far above any query of the tiny lake.
+QUERY_LIMIT = 30
 
 
 def free_port() -> int:
@@ -95,13 +97,14 @@ def endpoint(tmp_path_factory):
     base = tmp_path_factory.mktemp("endpoint")
     lake, work = base / "lake", base / "work"
     build_lake(lake)
-    port = free_port()
+    port, thrift_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATALAKE_URI": str(lake), "DATALAKE_WORK_DIR": str(work),
         "SQL_SERVER_PORT": str(port), "SQL_SERVER_TOKEN": TOKEN,
         "SQL_SERVER_CORES": "1", "SQL_SERVER_MEMORY": "1g",
-        "SQL_SERVER_REFRESH_SECONDS": "1", "SQL_SERVER_QUERY_TIMEOUT": "120",
+        "SQL_SERVER_REFRESH_SECONDS": "1", "SQL_SERVER_QUERY_TIMEOUT": str(QUERY_LIMIT),
+        "SQL_SERVER_THRIFT_PORT": str(thrift_port),
         "DATABASE_URL": f"sqlite:///{base / 'db.sqlite3'}",
     }  # fmt: skip
     log = (base / "server.log").open("w")
@@ -117,7 +120,8 @@ def endpoint(tmp_path_factory):
             pytest.fail("lake_sql_server did not start:\n" + (base / "server.log").read_text())
         time.sleep(0.5)
     url = f"sc://localhost:{port}"
-    yield {"lake": lake, "work": work, "port": port, "url": url, "state": state}
+    yield {"lake": lake, "work": work, "port": port, "url": url, "state": state,
+           "thrift_port": thrift_port}  # fmt: skip
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=120) in (0, -signal.SIGTERM, 143)
     assert not state.exists()  # a clean stop: the next start does not see a stale server
@@ -227,3 +231,34 @@ def test_a_client_without_the_token_is_refused(endpoint):
     session = SparkSession.builder.remote(endpoint["url"]).create()
     with pytest.raises(Exception):  # noqa: B017
         session.sql("SELECT 1").collect()
+
+
+def test_bi_tools_query_over_jdbc_with_beeline(endpoint):
+    beeline = shutil.which("beeline")
+    if beeline is None:
+        pytest.skip("beeline (shipped with pyspark) is not on PATH")
+    before = snapshot(endpoint["lake"])
+    url = f"jdbc:hive2://127.0.0.1:{endpoint['thrift_port']}/"
+    queries = (
+        "SELECT date, COUNT(*) AS n FROM bronze.events WHERE date < '2024-12-28' "
+        "GROUP BY date ORDER BY date; INSERT INTO lake_files.bronze__events "
+        "SELECT * FROM bronze.events"
+    )
+    result = subprocess.run(
+        [beeline, "-u", url, "-n", "analyst", "--silent=true", "--outputformat=csv2",
+         "-e", queries],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.endswith("date,n"))
+    assert lines[header + 1 : header + 3] == ["2024-12-26,2", "2024-12-27,3"]
+    assert "the lake is read-only" in result.stdout + result.stderr
+    assert snapshot(endpoint["lake"]) == before
+
+
+def test_a_query_over_the_time_limit_is_cancelled(endpoint, client):
+    started = time.monotonic()
+    with pytest.raises(Exception, match="longer than 30 s"):
+        client.sql("SELECT COUNT(*) FROM range(1000000000000)").collect()
+    assert QUERY_LIMIT <= time.monotonic() - started < QUERY_LIMIT + 60
+    assert client.sql("SELECT COUNT(*) FROM bronze.events").collect()[0][0] >= 5  # still up
