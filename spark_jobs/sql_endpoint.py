@@ -70,8 +70,7 @@ def refresh_lake_views(spark: SparkSession, lake_uri: str, known: set[str]) -> l
                         f"CREATE TABLE {table} USING parquet "
                         f"OPTIONS (pathGlobFilter '*.parquet') LOCATION '{location}'"
                     )
-                if any(c.isPartition for c in spark.catalog.listColumns(table.replace("`", ""))):
-                    spark.sql(f"ALTER TABLE {table} RECOVER PARTITIONS")
+                recover_partitions(spark, table)
                 spark.sql(f"REFRESH TABLE {table}")
                 spark.sql(f"CREATE OR REPLACE VIEW {layer}.`{name}` AS SELECT * FROM {table}")
                 known.add(dataset)
@@ -79,6 +78,19 @@ def refresh_lake_views(spark: SparkSession, lake_uri: str, known: set[str]) -> l
                 text = str(error).strip().splitlines()
                 print(f"skipped {dataset}: {text[0] if text else error!r}", file=sys.stderr)
     return sorted(known)
+
+
+def recover_partitions(spark: SparkSession, table: str) -> None:
+    """Register the partition directories of ``table`` that the catalog does not know yet.
+
+    No catalog listing (``listColumns`` runs a Spark job, which would wait behind a long
+    query for a free core): an unpartitioned table just refuses the command.
+    """
+    try:
+        spark.sql(f"ALTER TABLE {table} RECOVER PARTITIONS")
+    except Exception as error:
+        if "NOT_A_PARTITIONED_TABLE" not in str(error):
+            raise
 
 
 class JobWatchdog:
@@ -159,15 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"APP_ID={spark.sparkContext.applicationId}", file=sys.stderr, flush=True)
     print(f"serving {len(tables)} datasets: {', '.join(tables)}", file=sys.stderr, flush=True)
     watchdog = JobWatchdog(spark, args.query_timeout)
-    next_refresh = time.monotonic() + args.refresh_seconds
-    try:
+
+    def watch() -> None:
+        # Its own thread: a refresh can wait behind a long query for a free core.
         while not stop.wait(1.0):
             watchdog.tick(time.monotonic())
-            if time.monotonic() >= next_refresh:
-                tables = refresh_lake_views(spark, args.lake_uri, known)
-                refreshes += 1
-                publish()
-                next_refresh = time.monotonic() + args.refresh_seconds
+
+    threading.Thread(target=watch, name="job-watchdog", daemon=True).start()
+    try:
+        while not stop.wait(args.refresh_seconds):
+            tables = refresh_lake_views(spark, args.lake_uri, known)
+            refreshes += 1
+            publish()
     finally:
         state.unlink(missing_ok=True)
         spark.stop()

@@ -259,6 +259,6 @@ def test_bi_tools_query_over_jdbc_with_beeline(endpoint):
 def test_a_query_over_the_time_limit_is_cancelled(endpoint, client):
     started = time.monotonic()
     with pytest.raises(Exception, match="longer than 30 s"):
-        client.sql("SELECT COUNT(*) FROM range(1000000000000)").collect()
+        client.sql("SELECT SUM(id % 7) FROM range(1000000000000)").collect()
     assert QUERY_LIMIT <= time.monotonic() - started < QUERY_LIMIT + 60
     assert client.sql("SELECT COUNT(*) FROM bronze.events").collect()[0][0] >= 5  # still up
