@@ -20,7 +20,7 @@ from datalake.spark.runner import lake_uri, spark_dir, submit_config
 from datalake.spark.submit import SubmitConfig, build_command, lake_conf
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-JAVA_SOURCE = "java/ConfinedLocalFileSystem.java"
+JAVA_SOURCES = ("java/ConfinedLocalFileSystem.java", "java/SettingsGuardInterceptor.java")
 #: SQL settings every client session of the endpoint starts with (spark_jobs/sql.py).
 SESSION_CONF = {
     "spark.sql.ansi.enabled": "false",
@@ -78,8 +78,8 @@ def confined_fs_jar(work: Path) -> Path:
     Built with the JDK's ``javac``/``jar`` against pyspark's own Hadoop client, once per
     version of the source; the jar name carries the source's hash.
     """
-    source = jobs_dir() / JAVA_SOURCE
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    sources = [jobs_dir() / name for name in JAVA_SOURCES]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     jar = work / f"robson-confined-fs-{digest}.jar"
     if jar.exists():
         return jar
@@ -98,7 +98,7 @@ def confined_fs_jar(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as build:
         subprocess.run(
-            [tools[0], "-nowarn", "-d", build, "-cp", f"{jars}/*", str(source)],
+            [tools[0], "-nowarn", "-d", build, "-cp", f"{jars}/*", *map(str, sources)],
             check=True, capture_output=True,
         )  # fmt: skip
         partial = Path(build) / jar.name
@@ -124,6 +124,8 @@ def server_conf(config: SubmitConfig, jar: Path, warehouse: Path, uri: str) -> d
         "spark.driver.extraClassPath": str(jar),
         "spark.jars": str(jar),
         "spark.hadoop.fs.file.impl": "robson.ConfinedLocalFileSystem",
+        # Clients may change spark.sql.* settings only: others reach Hadoop's settings.
+        "spark.connect.grpc.interceptor.classes": "robson.SettingsGuardInterceptor",
         # The lake, and the jar Spark serves to executors.
         "spark.hadoop.robson.fs.readable": ",".join(
             [str(jar), *([] if uri.startswith("s3a://") else [local_root])]

@@ -215,6 +215,19 @@ def test_the_lake_is_read_only_for_any_client(endpoint, client):
     assert client.sql("SELECT COUNT(*) FROM bronze.events").collect()[0][0] >= 5
 
 
+def test_a_client_cannot_swap_the_file_system_back(endpoint, client):
+    for key in ("fs.file.impl", "spark.hadoop.fs.file.impl", "fs.file.impl.disable.cache"):
+        with pytest.raises(Exception, match="is not allowed"):
+            client.conf.set(key, "org.apache.hadoop.fs.LocalFileSystem")
+    with pytest.raises(Exception, match="is not allowed"):
+        client.sql("SET fs.file.impl.disable.cache=true").collect()
+    client.conf.set("spark.sql.shuffle.partitions", "3")  # the session's SQL settings stay
+    before = snapshot(endpoint["lake"])
+    with pytest.raises(Exception, match="read-only"):
+        client.range(3).write.mode("append").parquet(f"{endpoint['lake']}/bronze/events")
+    assert snapshot(endpoint["lake"]) == before
+
+
 def test_a_client_cannot_read_outside_the_lake(endpoint, client, tmp_path):
     secret = tmp_path / "secret.csv"
     secret.write_text("a\n1\n")
