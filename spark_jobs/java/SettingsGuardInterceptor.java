@@ -18,8 +18,10 @@ import org.sparkproject.connect.grpc.Status;
  * otherwise swap {@link ConfinedLocalFileSystem} for the plain one.
  */
 public class SettingsGuardInterceptor implements ServerInterceptor {
+  // Any SET not plainly followed by a spark.sql.* key (or -v, or a session variable) is
+  // refused: comments or escaped blanks between SET and its key are refused too.
   private static final Pattern SQL_SET = Pattern.compile(
-      "(?i)\\bSET\\s+(?!spark\\.sql\\.|-v\\b|VAR\\b|VARIABLE\\b)[A-Za-z_`'\\\\\"]");
+      "(?i)\\bSET\\b(?!\\s+(?:spark\\.sql\\.|-v\\b|VAR\\b|VARIABLE\\b))");
 
   @Override
   public <Q, R> ServerCall.Listener<Q> interceptCall(

@@ -219,8 +219,11 @@ def test_a_client_cannot_swap_the_file_system_back(endpoint, client):
     for key in ("fs.file.impl", "spark.hadoop.fs.file.impl", "fs.file.impl.disable.cache"):
         with pytest.raises(Exception, match="is not allowed"):
             client.conf.set(key, "org.apache.hadoop.fs.LocalFileSystem")
-    with pytest.raises(Exception, match="is not allowed"):
-        client.sql("SET fs.file.impl.disable.cache=true").collect()
+    for statement in ("SET fs.file.impl.disable.cache=true",
+                      "SET/**/fs.file.impl.disable.cache=true",
+                      "set\n  `fs.file.impl.disable.cache`=true"):  # fmt: skip
+        with pytest.raises(Exception, match="is not allowed"):
+            client.sql(statement).collect()
     client.conf.set("spark.sql.shuffle.partitions", "3")  # the session's SQL settings stay
     before = snapshot(endpoint["lake"])
     with pytest.raises(Exception, match="read-only"):
