@@ -1,5 +1,6 @@
 # One image for every process: the web admin, a Celery worker and Celery beat
-# (the command picks which), with Java 17 and the S3A connector for Spark jobs.
+# (the command picks which), with Java 17 and the S3A connector for Spark jobs. A JDK,
+# not a JRE: the SQL endpoint (sql-server) compiles its read-only file system on start.
 # Runs as the unprivileged user robson; compose.yaml shows the whole set on one machine.
 FROM python:3.11-slim-bookworm
 
@@ -13,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless curl ca-certificates procps \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless curl ca-certificates procps \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -43,7 +44,7 @@ RUN useradd --system --create-home --uid 10001 robson \
     && DJANGO_SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
 USER 10001
 
-EXPOSE 8000
+EXPOSE 8000 15002
 # web: GET /healthz; worker: answers a Celery ping; beat: reaches its database.
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 \
     CMD ["/app/docker-entrypoint.sh", "healthcheck"]

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: web | worker | beat | setup | migrate | healthcheck | <any command>
+# Usage: web | worker | beat | sql-server | setup | migrate | healthcheck | <any command>
 #   setup        migrations, then the Celery beat schedules (safe on every deploy)
 #   healthcheck  the image's HEALTHCHECK: asks the process this container runs
 set -e
@@ -19,6 +19,9 @@ case "$1" in
   setup)
     python manage.py migrate --no-input
     exec python manage.py setup_schedules ;;
+  sql-server)
+    echo sql-server > "$role_file"
+    exec python manage.py lake_sql_server ;;
   migrate)
     exec python manage.py migrate --no-input ;;
   healthcheck)

@@ -144,6 +144,7 @@ DATALAKE_SECRET_VALUES = [
     for value in (
         env.str("AWS_SECRET_ACCESS_KEY", default=""),
         env.str("AWS_SESSION_TOKEN", default=""),
+        env.str("SQL_SERVER_TOKEN", default=""),
         DATABASES["default"].get("PASSWORD", ""),
         SECRET_KEY,
     )
@@ -169,3 +170,13 @@ EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
 # A webhook URL often carries its token; neither may reach a job record.
 DATALAKE_SECRET_VALUES += [v for v in (EMAIL_HOST_PASSWORD, DATALAKE_ALERT_WEBHOOK_URL) if v]
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="datalake@localhost")
+# The SQL endpoint (lake_sql_server) and where lake_sql finds it.
+DATALAKE_SQL_SERVER_URL = env.str("SQL_SERVER_URL", default="") or None
+DATALAKE_SQL_SERVER_HOST = env.str("SQL_SERVER_HOST", default="127.0.0.1")
+DATALAKE_SQL_SERVER_PORT = env.int("SQL_SERVER_PORT", default=15002)
+DATALAKE_SQL_SERVER_TOKEN = env.str("SQL_SERVER_TOKEN", default="") or None
+DATALAKE_SQL_SERVER_CORES = env.int("SQL_SERVER_CORES", default=2)
+DATALAKE_SQL_SERVER_MEMORY = env.str("SQL_SERVER_MEMORY", default="2g")
+DATALAKE_SQL_SERVER_REFRESH_SECONDS = env.float("SQL_SERVER_REFRESH_SECONDS", default=10.0)
+DATALAKE_SQL_SERVER_QUERY_TIMEOUT = env.float("SQL_SERVER_QUERY_TIMEOUT", default=300.0)
+DATALAKE_SQL_SERVER_THRIFT_PORT = env.int("SQL_SERVER_THRIFT_PORT", default=0)

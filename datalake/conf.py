@@ -55,6 +55,20 @@ DEFAULTS: dict[str, Any] = {
         "portfolio": {"model": "api.Portfolio"},
         "klines": {"model": "api.Kline", "fields": {"row_id": "id"}},
     },
+    # The SQL endpoint (datalake/sql/endpoint.py). URL None: lake_sql looks for one this
+    # machine's lake_sql_server started. A HOST other than loopback requires TOKEN.
+    "SQL_SERVER_URL": None,
+    "SQL_SERVER_HOST": "127.0.0.1",
+    "SQL_SERVER_PORT": 15002,
+    "SQL_SERVER_TOKEN": None,
+    "SQL_SERVER_CORES": 2,
+    "SQL_SERVER_MEMORY": "2g",
+    # Seconds between two refreshes of the endpoint's tables (new datasets, partitions).
+    "SQL_SERVER_REFRESH_SECONDS": 10.0,
+    # Spark jobs of the endpoint running longer than this are cancelled (0: no limit).
+    "SQL_SERVER_QUERY_TIMEOUT": 300.0,
+    # JDBC/ODBC (HiveServer2 protocol) port of the endpoint, on loopback; 0: off.
+    "SQL_SERVER_THRIFT_PORT": 0,
     "EXPORT_BATCH_SIZE": 100_000,
     "GAP_SETTLE_SECONDS": 600,
     "LOCK_TTL_SECONDS": 900,

@@ -1,6 +1,7 @@
 """Run Spark SQL over the lake, every dataset a table under its dotted name.
 
-``spark-submit spark_jobs/sql.py --lake-uri URI (--query SQL | --file F) [--format F]``
+``spark-submit spark_jobs/sql.py --lake-uri URI (--query SQL | --file F) [--format F]
+[--output FILE] [--result-file FILE]``
 
 Every dataset directory under ``<lake>/bronze/`` and ``<lake>/silver/`` becomes a table
 (``bronze.events``, ``silver.stop_executions``, ``silver.stop_executions_v2``...) with its
@@ -10,20 +11,29 @@ training set is a table ``gold.training_sets.<name>`` spanning all its versions,
 name is rewritten to a temporary view, outside quotes and comments). Statements
 are separated by ``;``. Queries run with ANSI mode off, as in the engines the seed's
 queries were written for: a division by zero (a percentage over an empty day) is NULL,
-not an error. Results go to stdout (``table``: aligned text, ``csv``, or
-``json``: one object per line); logs and errors go to stderr. Exit code 0 on success,
-1 when a statement fails, 2 for bad arguments.
+not an error. Only read-only statements run (:mod:`spark_jobs.sqltext`), checked before
+Spark starts and again by Spark's parser. Results go to ``--output`` or stdout
+(``table``: a title line and aligned text per statement; ``csv`` and ``json`` lines: one
+statement only); under spark-submit the driver's stderr is merged into its stdout, so
+``lake_sql`` passes ``--output``. ``--result-file`` gets the outcome as JSON (status,
+statements, rows, and Spark's error). Exit code 0 on success, 1 when a statement fails,
+2 for bad arguments or a statement that would write.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
+import math
+import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,18 +44,26 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != _here]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import re
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, TimestampNTZType
 
 from spark_jobs.common.config import UsageError, lake_root
 from spark_jobs.common.lake import LakeFS
+from spark_jobs.sqltext import (
+    FORMATS,
+    NotReadOnly,
+    QueryRefused,
+    Statement,
+    check_statements,
+    parse_statements,
+)
 
 LAYERS = ("bronze", "silver")
 #: Session settings for analysts' SQL (restored afterwards on a shared session).
-QUERY_SETTINGS = {"spark.sql.ansi.enabled": "false"}
-FORMATS = ("table", "csv", "json")
+#: No ``SELECT * FROM parquet.`/any/path```: analysts read the lake's tables only.
+QUERY_SETTINGS = {"spark.sql.ansi.enabled": "false", "spark.sql.runSQLOnFiles": "false"}
 ERROR_CHARS = 3000
 
 
@@ -141,99 +159,116 @@ def _partitioned(spark: SparkSession, table: str) -> bool:
     return any(column.isPartition for column in spark.catalog.listColumns(table))
 
 
-# --- statements --------------------------------------------------------------------------
+# --- read-only, checked by Spark's own parser ----------------------------------------------
+
+#: Parsed plans that run as commands yet only read.
+_READ_ONLY_COMMANDS = ("Show", "Describe")
 
 
-def split_statements(text: str) -> list[str]:
-    """Return the statements of ``text`` split on ``;``, ignoring ones inside quotes/comments.
+def check_plan_read_only(spark: SparkSession, statement: str) -> None:
+    """Raise :class:`NotReadOnly` unless Spark parses ``statement`` into a plan that reads.
 
-    Statements holding nothing but comments and blanks are dropped.
+    The second line of defence behind :func:`check_read_only`: a plan is refused when one
+    of its nodes is a command (other than SHOW/DESCRIBE) or an insert. Needs a classic
+    (JVM) session; elsewhere only the text check applies.
     """
-    statements, current = [], []
-    has_code = False
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if char in "'\"`":
-            end = _closing_quote(text, i)
-            current.append(text[i:end])
-            has_code, i = True, end
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            current.append(text[i:end])
-            i = end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = n if end < 0 else end + 2
-            current.append(text[i:end])
-            i = end
-        elif char == ";":
-            if has_code:
-                statements.append("".join(current).strip())
-            current, has_code = [], False
-            i += 1
-        else:
-            current.append(char)
-            has_code = has_code or not char.isspace()
-            i += 1
-    if has_code:
-        statements.append("".join(current).strip())
-    return statements
+    try:
+        jsession = spark._jsparkSession
+    except Exception:  # a Spark Connect session has no JVM here
+        return
+    jvm = spark._jvm
+    command = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
 
+    def visit(plan) -> None:
+        name = plan.getClass().getSimpleName()
+        if name == "ExplainCommand":
+            visit(plan.logicalPlan())
+            return
+        if name.startswith(_READ_ONLY_COMMANDS):
+            return
+        if command.isInstance(plan) or name.startswith("Insert"):
+            raise NotReadOnly(f"{name} is not allowed: lake_sql only reads")
+        children = plan.children()
+        for i in range(children.length()):
+            visit(children.apply(i))
 
-def _closing_quote(text: str, start: int) -> int:
-    """Return the index just past the quoted literal that opens at ``start``."""
-    quote, i = text[start], start + 1
-    while i < len(text):
-        if text[i] == "\\" and quote != "`":
-            i += 2
-            continue
-        if text[i] == quote:
-            if text.startswith(quote * 2, i):  # '' inside '...' is an escaped quote
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return len(text)
+    visit(jsession.sessionState().sqlParser().parsePlan(statement))
 
 
 # --- output ------------------------------------------------------------------------------
 
 
-def plain(value: Any, for_json: bool = False) -> Any:
-    """Return ``value`` printable: exact decimals, ISO dates, intervals as text."""
+def plain(value: Any, dtype: DataType | None = None, for_json: bool = False) -> Any:
+    """Return ``value`` in the documented output form.
+
+    Decimals are exact strings, timestamps ISO 8601 in UTC with ``Z`` (a TIMESTAMP_NTZ
+    column: without an offset), day-time intervals ISO 8601 durations (``P1DT2H3M4.5S``),
+    binary base64, non-finite floats ``NaN``/``Infinity``/``-Infinity``. For JSON the
+    rest stays native (numbers, booleans, null, arrays, objects); for text, booleans are
+    ``true``/``false``, arrays and structs JSON text, and NULL is ``None`` (the writer
+    decides how to show it).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value if for_json else str(value).lower()
     if isinstance(value, Decimal):
-        if for_json and Decimal(repr(float(value))) == value:
-            return float(value)  # a JSON number only when that is exact
         return format(value, "f")
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        if isinstance(dtype, TimestampNTZType):
+            return value.isoformat()
+        # pyspark hands a TIMESTAMP over as a naive datetime in the local time zone.
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: plain(v, for_json) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v, for_json) for v in value]
-    if value is None:
-        return None if for_json else "NULL"
+        return iso_duration(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict | list | tuple):
+        nested = (
+            {str(k): plain(v, for_json=True) for k, v in value.items()}
+            if isinstance(value, dict)
+            else [plain(v, for_json=True) for v in value]
+        )
+        return nested if for_json else json.dumps(nested, ensure_ascii=False)
     return value if for_json else str(value)
 
 
-def write_result(frame: DataFrame, fmt: str, out: TextIO) -> int:
+def iso_duration(value: timedelta) -> str:
+    """Return ``value`` as an ISO 8601 duration: ``P{d}DT{h}H{m}M{s}S``, ``-`` if negative."""
+    micros = abs(value) // timedelta(microseconds=1)
+    days, micros = divmod(micros, 86_400_000_000)
+    hours, micros = divmod(micros, 3_600_000_000)
+    minutes, micros = divmod(micros, 60_000_000)
+    seconds = format(Decimal(micros) / 1_000_000, "f").rstrip("0").rstrip(".") or "0"
+    sign = "-" if value < timedelta(0) else ""
+    return f"{sign}P{days}DT{hours}H{minutes}M{seconds}S"
+
+
+def write_result(frame: DataFrame, fmt: str, out: TextIO, title: str = "") -> int:
     """Write the rows of ``frame`` to ``out`` in ``fmt``; return how many there were."""
-    columns = frame.columns
+    fields = frame.schema.fields
+    columns = [field.name for field in fields]
     rows = frame.collect()
     if fmt == "json":
         for row in rows:
-            record = {c: plain(v, for_json=True) for c, v in row.asDict(recursive=True).items()}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    elif fmt == "csv":
+            record = {
+                f.name: plain(v, f.dataType, for_json=True)
+                for f, v in zip(fields, row, strict=True)
+            }
+            out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        return len(rows)
+    cells = [[plain(v, f.dataType) for f, v in zip(fields, row, strict=True)] for row in rows]
+    if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([["" if v is None else plain(v) for v in row] for row in rows])
+        writer.writerows([["" if v is None else v for v in row] for row in cells])
     else:
-        out.write(format_table(columns, [[plain(v) for v in row] for row in rows]))
+        out.write(f"-- {title}\n" if title else "")
+        out.write(format_table(columns, [["NULL" if v is None else v for v in r] for r in cells]))
         out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n\n")
     return len(rows)
 
@@ -249,11 +284,18 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def run_statements(spark: SparkSession, statements: Sequence[str], fmt: str, out: TextIO) -> None:
-    """Run each statement and write its result to ``out``."""
+def run_statements(
+    spark: SparkSession, statements: Sequence[Statement], fmt: str, out: TextIO
+) -> int:
+    """Check then run each statement, writing its result to ``out``; return the rows."""
     for statement in statements:
-        write_result(spark.sql(resolve_training_sets(statement)), fmt, out)
+        check_plan_read_only(spark, resolve_training_sets(statement.sql))
+    rows = 0
+    for statement in statements:
+        frame = spark.sql(resolve_training_sets(statement.sql))
+        rows += write_result(frame, fmt, out, statement.title)
         out.flush()
+    return rows
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -266,26 +308,37 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     source.add_argument("--query", help="SQL statement(s), separated by ;")
     source.add_argument("--file", help="file of SQL statements separated by ;")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument("--output", help="write the results to this file instead of stdout")
+    parser.add_argument("--result-file", help="write the outcome here as JSON")
+    parser.add_argument("--remote", help="run on the SQL endpoint at this sc:// URL")
+    parser.add_argument("--timeout", type=float, help="with --remote: interrupt after S s")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the statements given on the command line against the lake; return the exit code."""
+    result: dict[str, Any] = {"status": "refused", "statements": 0, "rows": 0, "error": ""}
+    result_file = None
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        result_file = args.result_file
         text = Path(args.file).read_text() if args.file else args.query
-        statements = split_statements(text)
-        if not statements:
-            raise UsageError("no SQL statement given")
+        statements = parse_statements(text)
+        check_statements(statements, args.format)
         lake_root(args.lake_uri)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    except (OSError, UsageError) as error:
+    except (OSError, UsageError, QueryRefused) as error:
         print(f"error: {error}", file=sys.stderr)
+        _write_result_file(result_file, {**result, "error": str(error)})
         return 2
+
+    if args.remote:
+        return _run_remote(args, statements, result, result_file)
 
     from spark_jobs.common.session import get_session
 
+    result["statements"] = len(statements)
     spark, created = get_session("robson lake_sql")
     print(f"APP_ID={spark.sparkContext.applicationId}", file=sys.stderr, flush=True)
     warehouse = spark.conf.get("spark.sql.warehouse.dir")
@@ -296,12 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables = register_lake_tables(spark, args.lake_uri)
         tables += register_training_sets(spark, args.lake_uri)
         print(f"tables: {', '.join(tables) or '(none)'}", file=sys.stderr)
-        run_statements(spark, statements, args.format, sys.stdout)
-        return 0
-    except Exception as error:
-        print(f"error: {str(error).strip()[:ERROR_CHARS]}", file=sys.stderr)
-        return 1
+        return _run_and_record(spark, args, statements, result)
     finally:
+        _write_result_file(result_file, result)
         for key, value in previous.items():
             if value is None:
                 spark.conf.unset(key)
@@ -311,6 +361,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             spark.stop()
             if warehouse and "spark-warehouse-" in warehouse:
                 shutil.rmtree(warehouse.removeprefix("file:"), ignore_errors=True)
+
+
+def _run_remote(
+    args: argparse.Namespace,
+    statements: Sequence[Statement],
+    result: dict[str, Any],
+    result_file: str | None,
+) -> int:
+    """Run the statements on the SQL endpoint at ``args.remote`` (Spark Connect)."""
+    result["statements"] = len(statements)
+    try:
+        spark = SparkSession.builder.remote(args.remote).getOrCreate()
+        for key, value in QUERY_SETTINGS.items():
+            spark.conf.set(key, value)
+    except Exception as error:
+        result.update(status="failed", error=f"endpoint {args.remote}: {_first_line(error)}")
+        print(f"error: {result['error']}", file=sys.stderr)
+        _write_result_file(result_file, result)
+        return 3
+    timer = None
+    if args.timeout:
+        timer = threading.Timer(args.timeout, spark.interruptAll)
+        timer.daemon = True
+        timer.start()
+    try:
+        return _run_and_record(spark, args, statements, result)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        _write_result_file(result_file, result)
+        spark.stop()
+
+
+def _run_and_record(
+    spark: SparkSession,
+    args: argparse.Namespace,
+    statements: Sequence[Statement],
+    result: dict[str, Any],
+) -> int:
+    try:
+        with ExitStack() as stack:
+            out = stack.enter_context(Path(args.output).open("w")) if args.output else sys.stdout
+            result["rows"] = run_statements(spark, statements, args.format, out)
+        result["status"] = "succeeded"
+        return 0
+    except NotReadOnly as error:
+        result["error"] = str(error)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        result.update(status="failed", error=str(error).strip()[:ERROR_CHARS])
+        print(f"error: {result['error']}", file=sys.stderr)
+        return 1
+
+
+def _write_result_file(path: str | None, result: dict[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(result))
 
 
 def _first_line(error: BaseException) -> str:

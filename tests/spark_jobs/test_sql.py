@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs import sql
 from spark_jobs.silver.stop_executions import build_stop_executions
+from spark_jobs.sqltext import split_statements
 from tests.spark_jobs.builders import event, events_frame, write_bronze
 
 BUILT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -102,7 +104,7 @@ def test_seed_queries_run_as_written(spark: SparkSession, small_lake: Path) -> N
     assert tables == ["bronze.events", "silver.stop_executions"]
 
     def run(query: str) -> list[tuple]:
-        (statement,) = sql.split_statements(query)
+        (statement,) = split_statements(query)
         return [tuple(row) for row in spark.sql(statement).collect()]
 
     cent = Decimal("0.01")
@@ -128,27 +130,51 @@ def test_seed_queries_run_as_written(spark: SparkSession, small_lake: Path) -> N
 
 
 @pytest.mark.spark
-def test_command_line_prints_json_lines(
+def test_command_line_prints_one_result_per_statement(
     spark: SparkSession, small_lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     queries = tmp_path / "queries.sql"
     queries.write_text(
-        "-- the seed's queries, in one file\n" + SUCCESS_RATE + ROWS_PER_DATE + BRONZE_FRESHNESS
+        "-- the seed's queries, in one file\n\n-- Success rate by client\n"
+        + SUCCESS_RATE
+        + ROWS_PER_DATE
     )
-    code = sql.main(["--lake-uri", str(small_lake), "--file", str(queries), "--format", "json"])
+    output = tmp_path / "out.txt"
+    code = sql.main(
+        ["--lake-uri", str(small_lake), "--file", str(queries), "--output", str(output)]
+    )
     assert code == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines[:2] == [
-        {"client_id": 1, "total_executions": 3, "successful": 2, "success_rate_pct": 200 / 3},
-        {"client_id": 2, "total_executions": 2, "successful": 1, "success_rate_pct": 50},
+    assert capsys.readouterr().out == ""  # results go to --output only
+    blocks = output.read_text().split("\n\n")
+    assert blocks[0].splitlines()[:2] == [
+        "-- Success rate by client",
+        "client_id | total_executions | successful | success_rate_pct",
     ]
-    assert lines[2:5] == [
-        {"date": "2024-12-28", "row_count": 1},
-        {"date": "2024-12-27", "row_count": 6},
-        {"date": "2024-12-26", "row_count": 2},
-    ]
-    assert set(lines[5]) == {"max_lag"}
+    assert blocks[0].endswith("(2 rows)")
+    assert blocks[1].splitlines()[0] == "-- SELECT date, COUNT(*) as row_count"
+    assert blocks[1].endswith("(3 rows)")
     assert spark.range(1).count() == 1  # the shared session is still up
+
+    # JSON lines: decimals are strings in every row, timestamps UTC with Z.
+    result_file = tmp_path / "result.json"
+    code = sql.main(["--lake-uri", str(small_lake), "--query", SUCCESS_RATE, "--format", "json",
+                     "--result-file", str(result_file)])  # fmt: skip
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == {"client_id": 1, "total_executions": 3, "successful": 2,
+                       "success_rate_pct": "66.66666666666667"}  # fmt: skip
+    assert isinstance(rows[1].pop("success_rate_pct"), str)  # 50, exact: still a string
+    assert rows[1] == {"client_id": 2, "total_executions": 2, "successful": 1}
+    assert json.loads(result_file.read_text()) == {
+        "status": "succeeded", "statements": 1, "rows": 2, "error": ""
+    }  # fmt: skip
+    code = sql.main(["--lake-uri", str(small_lake), "--format", "json", "--query",
+                     "SELECT MAX(created_at) AS t, MAX(created_at) - MIN(triggered_at) AS lag "
+                     "FROM silver.stop_executions"])  # fmt: skip
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["t"] == "2025-01-02T03:04:05Z"
+    assert re.fullmatch(r"P\d+DT\d+H\d+M[\d.]+S", record["lag"])
 
     # A percentage over a day without rows is NULL, as the seed's engines have it.
     empty_day = NULL_PERCENTAGE.replace("2024-12-27", "2030-01-01")
@@ -159,36 +185,74 @@ def test_command_line_prints_json_lines(
     ]
     assert spark.conf.get("spark.sql.ansi.enabled") == "true"  # restored
 
-    code = sql.main(["--lake-uri", str(small_lake), "--query", "SELECT * FROM silver.nope"])
+    code = sql.main(["--lake-uri", str(small_lake), "--query", "SELECT * FROM silver.nope",
+                     "--result-file", str(result_file)])  # fmt: skip
     assert code == 1
     assert "TABLE_OR_VIEW_NOT_FOUND" in capsys.readouterr().err
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "failed"
+    assert result["error"].startswith("[TABLE_OR_VIEW_NOT_FOUND]")
 
 
-@pytest.mark.unit
-@pytest.mark.parametrize(
-    ("text", "statements"),
-    [
-        ("SELECT 1", ["SELECT 1"]),
-        ("SELECT 1; SELECT 2;", ["SELECT 1", "SELECT 2"]),
-        ("-- the seed's queries\nSELECT 1;\n-- done\n", ["-- the seed's queries\nSELECT 1"]),
-        ("SELECT 'a;b', \"c;d\", `e;f`; SELECT 2", ["SELECT 'a;b', \"c;d\", `e;f`", "SELECT 2"]),
-        ("SELECT 'it''s; fine'; SELECT 'a\\';'", ["SELECT 'it''s; fine'", "SELECT 'a\\';'"]),
-        ("/* a; b */ SELECT 1 /* ; */;;", ["/* a; b */ SELECT 1 /* ; */"]),
-        (" ; -- nothing\n ;", []),
-    ],
-)  # fmt: skip
-def test_split_statements(text: str, statements: list[str]) -> None:
-    assert sql.split_statements(text) == statements
+@pytest.mark.spark
+def test_writes_are_refused_and_the_lake_is_unchanged(
+    spark: SparkSession, small_lake: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.relative_to(small_lake) for p in small_lake.rglob("*"))
+    for statement in [
+        "INSERT INTO bronze.events SELECT * FROM bronze.events",
+        "SELECT 1; DROP TABLE bronze.events",
+        "WITH a AS (SELECT * FROM bronze.events) INSERT INTO bronze.events SELECT * FROM a",
+    ]:
+        assert sql.main(["--lake-uri", str(small_lake), "--query", statement]) == 2
+        err = capsys.readouterr().err
+        assert "only reads" in err
+        assert len(err.strip().splitlines()) == 1
+    # Spark's parser is the second line of defence, behind the text check.
+    sql.register_lake_tables(spark, str(small_lake))
+    for statement in [
+        "INSERT INTO bronze.events SELECT * FROM bronze.events",
+        "FROM bronze.events INSERT INTO bronze.events SELECT *",
+        "WITH a AS (SELECT 1) INSERT OVERWRITE DIRECTORY '/tmp/x' SELECT * FROM a",
+        "EXPLAIN INSERT INTO bronze.events SELECT * FROM bronze.events",
+        "CACHE TABLE bronze.events",
+        "SET spark.sql.ansi.enabled=true",
+        "ADD JAR /tmp/x.jar",
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "DROP TABLE bronze.events",
+    ]:
+        with pytest.raises(sql.NotReadOnly):
+            sql.check_plan_read_only(spark, statement)
+    for statement in [
+        "SELECT * FROM bronze.events",
+        "WITH a AS (SELECT 1) SELECT * FROM a",
+        "SHOW CREATE TABLE bronze.events",
+        "DESCRIBE bronze.events",
+        "EXPLAIN SELECT * FROM bronze.events",
+    ]:
+        sql.check_plan_read_only(spark, statement)
+    # Analysts read the lake's tables, not any path of the machine.
+    query = f"SELECT * FROM parquet.`{small_lake}/silver/stop_executions`"
+    assert sql.main(["--lake-uri", str(small_lake), "--query", query]) == 1
+    assert "TABLE_OR_VIEW_NOT_FOUND" in capsys.readouterr().err  # parquet.`...` is no table
+    assert sorted(p.relative_to(small_lake) for p in small_lake.rglob("*")) == before
 
 
 @pytest.mark.unit
 def test_values_print_exactly() -> None:
-    assert sql.plain(Decimal("66.666667"), for_json=True) == 66.666667
+    assert sql.plain(Decimal("66.666667"), for_json=True) == "66.666667"
     assert sql.plain(Decimal("12345678901.12345678"), for_json=True) == "12345678901.12345678"
     assert sql.plain(Decimal("0E-10")) == "0.0000000000"
-    assert sql.plain(timedelta(days=2, seconds=5)) == "2 days, 0:00:05"
-    assert sql.plain(datetime(2024, 12, 27, 10, 0)) == "2024-12-27T10:00:00"
-    assert sql.plain(None) == "NULL"
+    assert sql.plain(timedelta(days=2, seconds=5)) == "P2DT0H0M5S"
+    assert sql.plain(-timedelta(hours=1, microseconds=500)) == "-P0DT1H0M0.0005S"
+    assert sql.plain(timedelta(0)) == "P0DT0H0M0S"
+    assert sql.plain(datetime(2024, 12, 27, 10, 0, tzinfo=UTC)) == "2024-12-27T10:00:00Z"
+    local = datetime(2024, 12, 27, 10, 0, tzinfo=UTC).astimezone().replace(tzinfo=None)
+    assert sql.plain(local) == "2024-12-27T10:00:00Z"  # pyspark's naive local datetimes
+    assert sql.plain(float("nan"), for_json=True) == "NaN"
+    assert sql.plain(True) == "true"
+    assert sql.plain({"a": Decimal("1.50"), "b": [1, None]}) == '{"a": "1.50", "b": [1, null]}'
+    assert sql.plain(None) is None
     assert sql.format_table(["a", "bb"], [["1", "x"], ["22", "NULL"]]) == (
         "a  | bb\n---+-----\n1  | x\n22 | NULL\n"
     )

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -260,22 +261,40 @@ def test_the_first_run_writes_the_driver_class_archive_and_later_runs_map_it(
 def test_seed_sample_queries_run_through_lake_sql(demo_lake):
     assert run_silver("silver.stop_executions").status == JobRun.Status.SUCCEEDED
     out = io.StringIO()
-    call_command("lake_sql", "-f", "datalake/sql/seed_samples.sql", "--format", "json", stdout=out)
-    rows = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    call_command("lake_sql", "-f", "datalake/sql/seed_samples.sql", stdout=out)
+    # stdout carries the results only: per statement its title, a table, a row count.
+    blocks = out.getvalue().rstrip("\n").split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == [
+        "-- Success rate by client",
+        "-- Average slippage by symbol",
+        "-- Bronze layer: Row count over time",
+        "-- Silver layer: Null percentage",
+        "-- Bronze freshness (max lag)",
+        "-- Silver freshness (job completion)",
+    ]
+    assert all(block.splitlines()[-1].endswith(" rows)") or block.endswith("(1 row)")
+               for block in blocks)  # fmt: skip
+    (seed_run,) = JobRun.objects.filter(job_name="lake_sql")
+    assert seed_run.status == JobRun.Status.SUCCEEDED
+    assert seed_run.spark_app_id.startswith("local-")
+
+    out = io.StringIO()
+    success_rate = Path("datalake/sql/seed_samples.sql").read_text().split(";")[0]
+    call_command("lake_sql", success_rate, "--format", "json", stdout=out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]  # JSON lines only
     by_client = defaultdict(lambda: [0, 0])
     for execution in expected_executions().values():
         by_client[execution["client_id"]][0] += 1
         by_client[execution["client_id"]][1] += execution["status"] == "EXECUTED"
-    success = {r["client_id"]: r for r in rows if "success_rate_pct" in r}
-    assert {c: [r["total_executions"], r["successful"]] for c, r in success.items()} == {
-        c: v for c, v in by_client.items()
-    }
-    per_date = {r["date"]: r["row_count"] for r in rows if "row_count" in r}
-    assert sum(per_date.values()) == StopEvent.objects.count()
-    assert any("null_fill_price_pct" in r for r in rows)
-    assert any("max_lag" in r for r in rows)
-    assert any("silver_lag" in r for r in rows)
-    assert JobRun.objects.filter(job_name="lake_sql", status=JobRun.Status.SUCCEEDED).exists()
+    assert {r["client_id"]: [r["total_executions"], r["successful"]] for r in rows} == dict(
+        by_client
+    )
+    assert all(isinstance(r["success_rate_pct"], str) for r in rows)  # decimals as strings
+
+    with pytest.raises(CommandError, match=r"^\[TABLE_OR_VIEW_NOT_FOUND\]"):
+        call_command("lake_sql", "SELECT * FROM silver.nope", stdout=io.StringIO())
+    failed = JobRun.objects.get(job_name="lake_sql", status=JobRun.Status.FAILED)
+    assert failed.error.startswith("[TABLE_OR_VIEW_NOT_FOUND] The table or view `silver`.`nope`")
 
 
 def test_a_silver_job_runs_unchanged_on_a_standalone_cluster(
