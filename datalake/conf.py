@@ -57,6 +57,16 @@ DEFAULTS: dict[str, Any] = {
     "EXPORT_BATCH_SIZE": 100_000,
     "GAP_SETTLE_SECONDS": 600,
     "LOCK_TTL_SECONDS": 900,
+    # Retention, in days, per dataset family (quarantine follows bronze); families not
+    # listed (gold.training_sets) are kept indefinitely.
+    "RETENTION_DAYS": {"bronze": 90, "silver": 365, "gold.features": 90},
+    # Freshness contracts (maximum lag of the newest data, seconds) by dataset or family;
+    # datasets without one are shown but never breach.
+    "FRESHNESS_MAX_LAG": {
+        "bronze.events": 2 * 3600,
+        "silver": 24 * 3600,
+        "gold": 7 * 24 * 3600,
+    },
 }
 
 

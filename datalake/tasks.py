@@ -54,3 +54,11 @@ def run_silver_job(job: str, full: bool = False, timeout: float | None = None) -
     from datalake.silver import run_silver
 
     return run_silver(job, trigger=JobRun.Trigger.SCHEDULE, full=full, timeout=timeout).pk
+
+
+@shared_task(name="datalake.apply_retention", acks_late=True)
+def apply_retention_task(dry_run: bool = False) -> int:
+    """Apply retention (scheduled daily); return the run id."""
+    from datalake.retention import apply_retention
+
+    return apply_retention(dry_run=dry_run, trigger=JobRun.Trigger.SCHEDULE).pk

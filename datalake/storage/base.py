@@ -108,6 +108,21 @@ class Storage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object under `key`; deleting a missing object is not an error."""
 
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        """Remove every object under the directory-like `prefix`; return (files, bytes).
+
+        Refuse the empty prefix: the whole lake is never one deletion.
+        """
+        prefix = checked_prefix(prefix)
+        if not prefix:
+            raise InvalidStorageKey("refusing to delete the whole lake (empty prefix)")
+        files = size = 0
+        for info in list(self.list(prefix)):
+            self.delete(info.key)
+            files += 1
+            size += info.size
+        return files, size
+
     @abc.abstractmethod
     def cleanup_incomplete(self, older_than: dt.timedelta = DEFAULT_STALE_AFTER) -> int:
         """Remove what interrupted writes left behind and return how many were removed.

@@ -318,6 +318,38 @@ class S3Storage(Storage):
             self._client.delete_object(Bucket=self.bucket, Key=full)
         logger.debug("deleted %s from %s", key, self.s3_uri())
 
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        prefix = checked_prefix(prefix)
+        if not prefix:
+            return super().delete_prefix(prefix)  # refuses
+        files = size = 0
+        batch: list[ObjectInfo] = []
+
+        def flush() -> None:
+            objects = [{"Key": self._full_key(info.key)} for info in batch]
+            with self._errors("delete under", prefix):
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise StorageError(
+                    f"S3 refused to delete {len(response['Errors'])} object(s) under {prefix!r} "
+                    f"on {self._where()}: {first.get('Code')} {first.get('Message', '')}"
+                )
+            batch.clear()
+
+        for info in self.list(prefix):
+            batch.append(info)
+            files += 1
+            size += info.size
+            if len(batch) == 1000:  # the most one DeleteObjects request takes
+                flush()
+        if batch:
+            flush()
+        logger.info("deleted %s (%d files, %d bytes) from %s", prefix, files, size, self.s3_uri())
+        return files, size
+
     def cleanup_incomplete(self, older_than: dt.timedelta = DEFAULT_STALE_AFTER) -> int:
         cutoff = dt.datetime.now(dt.UTC) - older_than
         paginator = self._client.get_paginator("list_multipart_uploads")
