@@ -62,3 +62,12 @@ def apply_retention_task(dry_run: bool = False) -> int:
     from datalake.retention import apply_retention
 
     return apply_retention(dry_run=dry_run, trigger=JobRun.Trigger.SCHEDULE).pk
+
+
+@shared_task(name="datalake.lake_checks", acks_late=True)
+def lake_checks() -> dict:
+    """Take a monitoring sample of the lake (scheduled); return its run id and breaches."""
+    from datalake.monitoring import check_lake
+
+    run, _ = check_lake(trigger=JobRun.Trigger.SCHEDULE)
+    return {"run": run.pk, "breached": run.summary["breached"]}

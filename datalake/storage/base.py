@@ -82,6 +82,11 @@ class Storage(abc.ABC):
     def get_bytes(self, key: str) -> bytes:
         """Return the content of the object under `key`; raise ObjectNotFound if none."""
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        """Return the last `nbytes` bytes of the object (all of it when shorter), e.g. a
+        Parquet footer; raise ObjectNotFound if none. Backends read only the tail."""
+        return self.get_bytes(key)[-nbytes:]
+
     @abc.abstractmethod
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         """Copy the object under `key` to `local_path` (parents created, file replaced

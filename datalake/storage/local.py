@@ -126,6 +126,12 @@ class LocalStorage(Storage):
         with self._os_errors("read", key):
             return path.read_bytes()
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        path = self._path(key)
+        with self._os_errors("read", key), open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - nbytes))
+            return f.read()
+
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         path = self._path(key)
         with self._os_errors("read", key):

@@ -276,6 +276,22 @@ class S3Storage(Storage):
             with response["Body"] as body:
                 return body.read()
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        full = self._full_key(key)
+        if nbytes <= 0:
+            return b""
+        with self._errors("read of", key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes=-{nbytes}"
+                )
+            except botocore.exceptions.ClientError as exc:
+                # An empty object has no satisfiable range.
+                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                return b""
+            return response["Body"].read()
+
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         full = self._full_key(key)
         Path(local_path).parent.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,15 @@ class StorageContract:
         with pytest.raises(ObjectNotFound):
             storage.get_bytes(KEY)
 
+    def test_read_tail(self, storage: Storage) -> None:
+        storage.put_bytes(b"0123456789", KEY)
+        assert storage.read_tail(KEY, 4) == b"6789"
+        assert storage.read_tail(KEY, 100) == b"0123456789"
+        storage.put_bytes(b"", "empty")
+        assert storage.read_tail("empty", 8) == b""
+        with pytest.raises(ObjectNotFound):
+            storage.read_tail("missing", 8)
+
     def test_delete_prefix_removes_exactly_the_directory(self, storage: Storage) -> None:
         doomed = ["bronze/events/date=2024-01-01/a.parquet",
                   "bronze/events/date=2024-01-01/_metadata/a.json"]  # fmt: skip
