@@ -172,6 +172,12 @@ class _Generator(ClientsAndOperations, Executions):
 
     def _take(self) -> Batch:
         batch, self.batch = self.batch, Batch()
+        if self.config.until is not None:
+            for spec, rows in batch.rows.items():
+                column = next((c for c in TIME_COLUMNS if c in spec.columns), None)
+                if column is not None and rows:
+                    i = spec.columns.index(column)
+                    batch.rows[spec] = [r for r in rows if r[i] <= self.config.until]
         return batch
 
     def _release(self, watermark_us: int) -> None:
@@ -187,6 +193,10 @@ class _Generator(ClientsAndOperations, Executions):
             seq += 1
             out.append((row[0], seq, *row[1:]))
         self.next_seq = seq
+
+
+#: The column that dates a row of each table (first match), for DemoConfig.until.
+TIME_COLUMNS = ("occurred_at", "open_time", "time", "timestamp", "created_at")
 
 
 def generate(config: DemoConfig, offsets: Offsets | None = None) -> Iterator[Batch]:

@@ -103,6 +103,8 @@ def spark_lake(tmp_path, settings, class_archive_dir):
 def demo_lake(spark_lake):
     call_command(
         "seed_demo",
+        "--start-date",
+        "2024-12-20",
         "--events",
         "3000",
         "--days",
