@@ -123,7 +123,17 @@ class JobRun(models.Model):
         return (self.finished_at or timezone.now()) - self.started_at
 
     def finish(self, status: str, *, error: str = "", **counters: Any) -> None:
-        """Close the run with `status`, recording counters such as rows_out."""
+        """Close the run with `status`, recording counters such as rows_out.
+
+        A run cancelled meanwhile (from admin, by another process) stays CANCELLED.
+        """
+        if (
+            status != self.Status.CANCELLED
+            and self.pk
+            and JobRun.objects.filter(pk=self.pk, status=self.Status.CANCELLED).exists()
+        ):
+            self.refresh_from_db()
+            return
         for name, value in counters.items():
             setattr(self, name, value)
         self.status = status

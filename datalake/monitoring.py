@@ -220,7 +220,7 @@ def assess(
         return (DatasetStatus.Health.BREACHED if problems else DatasetStatus.Health.EMPTY,
                 problems, None)  # fmt: skip
     if max_lag_seconds is not None and lag is not None and lag > max_lag_seconds:
-        problems.append(f"stale: newest data {_span(lag)} old, contract {_span(max_lag_seconds)}")
+        problems.append(f"stale: newest data {span(lag)} old, contract {span(max_lag_seconds)}")
     for column in critical:
         if facts.nulls.get(column):
             problems.append(f"{column}: {facts.nulls[column]} nulls")
@@ -242,7 +242,8 @@ def assess(
     return health, problems, lag
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """Return a duration in seconds as minutes, hours or days."""
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * 86400:
@@ -343,8 +344,8 @@ def status_table(statuses: list[DatasetStatus]) -> list[str]:
             s.newest_data.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
             if s.newest_data
             else "-",
-            _span(s.lag_seconds) if s.lag_seconds is not None else "-",
-            _span(s.max_lag_seconds) if s.max_lag_seconds is not None else "-",
+            span(s.lag_seconds) if s.lag_seconds is not None else "-",
+            span(s.max_lag_seconds) if s.max_lag_seconds is not None else "-",
             s.health,
         )
         for s in statuses

@@ -71,3 +71,28 @@ def lake_checks() -> dict:
 
     run, _ = check_lake(trigger=JobRun.Trigger.SCHEDULE)
     return {"run": run.pk, "breached": run.summary["breached"]}
+
+
+@shared_task(name="datalake.backfill", acks_late=True)
+def backfill_task(
+    start_date: str,
+    end_date: str,
+    input: str,  # the name the backfill run records
+    output: str,
+    overwrite: bool,
+    chunk_days: int = 7,
+) -> int:
+    """Recompute a silver output over a date range (a re-run from admin); return the run id."""
+    from datetime import date
+
+    from datalake.silver import backfill
+
+    return backfill(
+        start=date.fromisoformat(start_date),
+        end=date.fromisoformat(end_date),
+        input_name=input,
+        output=output,
+        overwrite=overwrite,
+        chunk_days=chunk_days,
+        trigger=JobRun.Trigger.ADMIN,
+    ).pk

@@ -132,6 +132,9 @@ def run_script(
             text=True,
             start_new_session=True,
         )
+        # Its own session, so its group id is its pid: cancel kills the whole group.
+        run.process_group = process.pid
+        run.save(update_fields=["process_group"])
 
         def pump(stream, sink) -> None:
             for line in stream:
