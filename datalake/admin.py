@@ -39,16 +39,12 @@ class JobRunAdmin(admin.ModelAdmin):
     """Read-only job history: every export, Spark job, backfill, retention and check."""
 
     # Narrow enough for a laptop: the rest is on the run's page.
-    list_display = (
-        "id",
-        "job_name",
-        "dataset",
-        "result",
-        "started",
-        "duration_display",
-        "rows_display",
-    )
+    list_display = ("id", "job", "result", "started", "duration_display", "rows_display")
     actions = ("rerun_runs", "cancel_runs")
+
+    class Media:
+        css = {"all": ("datalake/admin.css",)}
+
     list_filter = ("status", "job_name", "layer", "dataset", "trigger")
     search_fields = ("job_name", "dataset", "error")
     date_hierarchy = "created_at"
@@ -107,9 +103,14 @@ class JobRunAdmin(admin.ModelAdmin):
     def finished(self, obj: JobRun) -> str:
         return _time(obj.finished_at)
 
-    @admin.display(description="rows in / out / rejected")
+    @admin.display(description="rows out", ordering="rows_out")
     def rows_display(self, obj: JobRun) -> str:
-        return f"{obj.rows_in:,} / {obj.rows_out:,} / {obj.rows_rejected:,}"
+        rejected = f" ({obj.rows_rejected:,} rejected)" if obj.rows_rejected else ""
+        return f"{obj.rows_out:,}{rejected}"
+
+    @admin.display(description="job", ordering="job_name")
+    def job(self, obj: JobRun) -> str:
+        return f"{obj.job_name} · {obj.dataset}" if obj.dataset else obj.job_name
 
     @admin.display(description="result", ordering="status")
     def result(self, obj: JobRun) -> str:
