@@ -1,10 +1,11 @@
 """Retention: exactly what is past its horizon goes, nothing still needed, dry run deletes
 nothing."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from datalake.layout import locate, staging_run
 from datalake.models import ExportBatch, JobRun
@@ -210,3 +211,28 @@ def test_command_and_task(lake: LocalStorage, settings) -> None:
     run = JobRun.objects.get(pk=apply_retention_task.apply(kwargs={"dry_run": True}).get())
     assert run.trigger == JobRun.Trigger.SCHEDULE
     assert run.summary["dry_run"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bronze_verify_passes_after_retention(tmp_path, settings) -> None:
+    from datalake.bronze.exporter import export_dataset
+    from datalake.bronze.verify import verify_dataset
+    from datalake.storage import get_storage
+    from tests import factories
+
+    settings.DATALAKE_URI = str(tmp_path / "lake")
+    settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
+    op = factories.operation()
+    factories.events(op, range(1, 4))  # late 2024: long past the 90 days
+    factories.events(op, range(4, 6), start=timezone.now() - timedelta(hours=1))
+    export_dataset("events")
+    newest = ExportBatch.objects.latest("pk").pk
+    for job in ("silver.stop_executions", "silver.operations"):
+        JobRun.objects.create(job_name=job, layer="silver", status="SUCCEEDED",
+                              cursor_end=str(newest))  # fmt: skip
+    storage = get_storage()
+    run = apply_retention(storage=storage)
+    assert run.summary["partitions"] >= 1
+    report = verify_dataset("events", storage)
+    assert report.problems == []
+    assert report.rows == 2
