@@ -651,6 +651,11 @@ def test_command_by_default_writes_data_up_to_now() -> None:
     first = Kline.objects.order_by("open_time").first().open_time
     assert first.date() == before.date() - timedelta(days=1)
     assert first.time() == time(0, 0)
+    # No holes below the newest cursor value: the exporter would wait on each of them.
+    for model, cursor in ((StopEvent, "event_seq"), (AuditTransaction, "id"), (Kline, "id"),
+                          (Trade, "id"), (Portfolio, "id")):  # fmt: skip
+        values = list(model.objects.order_by(cursor).values_list(cursor, flat=True))
+        assert values == list(range(values[0], values[0] + len(values))), model.__name__
 
 
 @pytest.mark.parametrize(
