@@ -110,6 +110,7 @@ class DatasetFacts:
     rows_per_date: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     nulls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     versions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unreadable: list[str] = field(default_factory=list)
 
     def add(self, located: Located, facts: FileFacts) -> None:
         part = located.partition
@@ -137,7 +138,11 @@ def inventory(storage: Storage) -> dict[str, DatasetFacts]:
             continue
         part = located.partition
         facts = found.setdefault(part.dataset, DatasetFacts(part.dataset, part.layer))
-        meta = read_footer(storage, info.key)
+        try:
+            meta = read_footer(storage, info.key)
+        except UnreadableFooter as exc:
+            facts.unreadable.append(str(exc))
+            continue
         facts.add(located, file_facts(meta, info.size, TIME_COLUMNS.get(part.dataset)))
         if part.version:
             facts.versions[part.version].append(info.key)
@@ -214,11 +219,12 @@ def assess(
     """Return (health, problems, lag in seconds) of one dataset against its contracts."""
     problems: list[str] = []
     lag = (now - facts.newest).total_seconds() if facts.newest else None
-    if facts.files == 0:
+    if facts.files == 0 and not facts.unreadable:
         if max_lag_seconds is not None:
             problems.append("no data")
         return (DatasetStatus.Health.BREACHED if problems else DatasetStatus.Health.EMPTY,
                 problems, None)  # fmt: skip
+    problems.extend(f"unreadable: {reason}" for reason in facts.unreadable[:5])
     if max_lag_seconds is not None and lag is not None and lag > max_lag_seconds:
         problems.append(f"stale: newest data {span(lag)} old, contract {span(max_lag_seconds)}")
     for column in critical:

@@ -153,3 +153,15 @@ def test_lake_checks_task(lake, healthy) -> None:
     result = lake_checks.apply().get()
     assert result["breached"] == []
     assert JobRun.objects.get(pk=result["run"]).trigger == JobRun.Trigger.SCHEDULE
+
+
+def test_an_unreadable_file_is_a_problem_not_a_crash(lake, healthy) -> None:
+    lake.put_bytes(b"not parquet", "silver/stop_executions/client_id=2/date=2025-01-01/x.parquet")
+    _, statuses = check_lake(now=healthy)
+    silver = next(s for s in statuses if s.dataset == "silver.stop_executions")
+    assert silver.health == DatasetStatus.Health.BREACHED
+    assert silver.problems == [
+        "unreadable: silver/stop_executions/client_id=2/date=2025-01-01/x.parquet: "
+        "not a Parquet file"
+    ]
+    assert silver.rows == 1  # the readable file still counts
