@@ -38,7 +38,10 @@ def rerun_target(run: JobRun) -> tuple[str, dict]:
     """Return (task name, kwargs) that repeat `run`; raise NotRerunnable if none does."""
     p = run.parameters or {}
     if run.job_name == "bronze.export" and run.dataset:
-        return "datalake.export_bronze", {"dataset": run.dataset, "batch_size": p.get("batch_size")}
+        kwargs = {"dataset": run.dataset, "batch_size": p.get("batch_size")}
+        if p.get("until"):
+            kwargs["until"] = p["until"]
+        return "datalake.export_bronze", kwargs
     if run.job_name.startswith("silver.") and run.parent_id is None:
         return "datalake.run_silver", {"job": run.job_name, "full": bool(p.get("full"))}
     if run.job_name == "backfill":

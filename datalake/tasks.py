@@ -1,6 +1,7 @@
 """Celery tasks: thin shells over the datalake services."""
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from celery import shared_task
 from django.db import OperationalError
@@ -33,17 +34,24 @@ def ping(message: str = "pong") -> int:
     retry_jitter=True,
     max_retries=5,
 )
-def export_bronze(dataset: str, batch_size: int | None = None) -> dict:
+def export_bronze(dataset: str, batch_size: int | None = None, until: str | None = None) -> dict:
     """Export one bronze dataset (scheduled hourly); a concurrent run records SKIPPED.
 
     Late acknowledgement plus the exporter's roll-forward recovery make a redelivered or
     retried task safe: it completes what the lost attempt started, never duplicates it.
+    `until` (ISO date-time, UTC without offset) stops there, as a re-run of an export
+    that had --until does.
     """
+    options = {}
+    if until:
+        moment = datetime.fromisoformat(until)
+        options["until"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     result = export_dataset(
         dataset,
         trigger=JobRun.Trigger.SCHEDULE,
-        parameters={"dataset": dataset, "batch_size": batch_size},
+        parameters={"dataset": dataset, "batch_size": batch_size, "until": until},
         batch_size=batch_size,
+        **options,
     )
     return asdict(result)
 

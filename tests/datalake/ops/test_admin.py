@@ -141,6 +141,10 @@ def test_rerun_refuses_a_run_that_did_not_fail(operator) -> None:
     [
         ({"job_name": "bronze.export", "dataset": "events", "parameters": {"batch_size": 5}},
          ("datalake.export_bronze", {"dataset": "events", "batch_size": 5})),
+        ({"job_name": "bronze.export", "dataset": "orders",
+          "parameters": {"until": "2024-12-27T12:00:00Z", "since": None, "batch_size": None}},
+         ("datalake.export_bronze",
+          {"dataset": "orders", "batch_size": None, "until": "2024-12-27T12:00:00Z"})),
         ({"job_name": "silver.operations", "parameters": {"full": True}},
          ("datalake.run_silver", {"job": "silver.operations", "full": True})),
         ({"job_name": "backfill", "parameters": {
@@ -205,3 +209,23 @@ def test_job_history_shows_seconds_and_no_secret(viewer, checked_lake) -> None:
     assert "FAILED: S3 refused key ***" in html
     detail = viewer.get(reverse("admin:datalake_jobrun_change", args=[checked_lake.pk]))
     assert SECRET not in detail.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_rerun_stops_at_the_failed_runs_until(tmp_path, settings) -> None:
+    from datalake.tasks import export_bronze
+    from tests import factories
+
+    settings.DATALAKE_URI = str(tmp_path / "lake")
+    settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
+    factories.events(factories.operation(), range(1, 5), step=dt.timedelta(hours=1))
+    failed = JobRun.objects.create(
+        job_name="bronze.export",
+        layer="bronze",
+        dataset="events",
+        status="FAILED",
+        parameters={"until": "2024-12-28T01:00:00Z"},
+    )
+    _, kwargs = operations.rerun_target(failed)
+    result = export_bronze.apply(kwargs=kwargs).get()
+    assert result["rows"] == 2  # 23:58 and 00:58; 01:58 and 02:58 are after --until
