@@ -3,7 +3,8 @@
 Horizons (setting DATALAKE_RETENTION_DAYS): bronze and its quarantine 90 days, silver
 365 days, online features 90 days; training-set versions are kept indefinitely. A bronze
 partition that a silver job has not consumed yet is kept whatever its age, and the
-staging directories of runs that are no longer running are removed.
+staging directories of runs that are no longer running are removed, as are monitoring
+samples (DatasetStatus) older than DATALAKE_STATUS_HISTORY_DAYS.
 """
 
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from datalake.conf import app_settings
 from datalake.layout import locate, staging_run
-from datalake.models import ExportBatch, JobRun
+from datalake.models import DatasetStatus, ExportBatch, JobRun
 from datalake.runs import tracked_run
 from datalake.storage import Storage, get_storage
 from datalake.storage.base import ObjectInfo
@@ -176,6 +177,10 @@ def apply_retention(
             for doomed in plan.deletions:
                 doomed.files, doomed.bytes = storage.delete_prefix(doomed.prefix)
         leftovers = 0 if dry_run else storage.cleanup_incomplete()
+        samples = DatasetStatus.objects.filter(
+            checked_at__lt=timezone.now() - timedelta(days=app_settings.STATUS_HISTORY_DAYS)
+        )
+        old_samples = samples.count() if dry_run else samples.delete()[0]
         run.summary = {
             "dry_run": dry_run,
             "partitions": len([d for d in plan.deletions if d.dataset != "staging"]),
@@ -183,6 +188,7 @@ def apply_retention(
             "files": plan.files,
             "bytes": plan.bytes,
             "incomplete_files": leftovers,
+            "monitoring_samples": old_samples,
             "deleted": [vars(d) for d in plan.deletions],
             "kept_unconsumed": plan.kept_unconsumed,
         }

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from datalake.layout import locate, staging_run
-from datalake.models import ExportBatch, JobRun
+from datalake.models import DatasetStatus, ExportBatch, JobRun
 from datalake.retention import apply_retention, plan_retention
 from datalake.storage.base import ObjectInfo
 from datalake.storage.local import LocalStorage
@@ -155,6 +155,10 @@ def lake(tmp_path) -> LocalStorage:
                           status=JobRun.Status.SUCCEEDED, cursor_end=str(first.pk))  # fmt: skip
     JobRun.objects.create(job_name="silver.operations", layer="silver",
                           status=JobRun.Status.SUCCEEDED, cursor_end=str(first.pk))  # fmt: skip
+    check = JobRun.objects.create(job_name="ops.lake_checks", layer="ops", status="SUCCEEDED")
+    for name, age in (("old", 91), ("recent", 89)):
+        DatasetStatus.objects.create(run=check, dataset=name, layer="silver", health="OK",
+                                     checked_at=timezone.now() - timedelta(days=age))  # fmt: skip
     dead = JobRun.objects.create(job_name="silver.x", layer="silver", status="FAILED")
     live = JobRun.objects.create(job_name="silver.y", layer="silver", status="RUNNING")
     storage.put_bytes(b"s" * 5, f"_staging/run-{dead.pk}/silver/x/part-0.parquet")
@@ -172,6 +176,7 @@ def test_dry_run_deletes_nothing_and_records_the_plan(lake: LocalStorage) -> Non
     before = all_keys(lake)
     run = apply_retention(dry_run=True, today=TODAY, storage=lake)
     assert all_keys(lake) == before
+    assert DatasetStatus.objects.count() == 2
     run.refresh_from_db()
     assert run.status == JobRun.Status.SUCCEEDED
     assert run.job_name == "ops.retention"
@@ -194,6 +199,8 @@ def test_retention_deletes_exactly_what_is_past_its_horizon(lake: LocalStorage) 
     assert (run.summary["partitions"], run.summary["staging_dirs"]) == (3, 1)
     assert (run.summary["files"], run.summary["bytes"]) == (7, 3 * 110 + 5)
     assert not (lake.root / OLD_CONSUMED).exists()  # no empty directory left
+    assert run.summary["monitoring_samples"] == 1
+    assert list(DatasetStatus.objects.values_list("dataset", flat=True)) == ["recent"]
 
 
 @pytest.mark.django_db
