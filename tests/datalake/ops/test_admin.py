@@ -229,3 +229,10 @@ def test_an_export_rerun_stops_at_the_failed_runs_until(tmp_path, settings) -> N
     _, kwargs = operations.rerun_target(failed)
     result = export_bronze.apply(kwargs=kwargs).get()
     assert result["rows"] == 2  # 23:58 and 00:58; 01:58 and 02:58 are after --until
+
+
+def test_datasets_page_before_any_check(viewer) -> None:
+    page = viewer.get(reverse(DATASETS))
+    assert page.status_code == 200
+    assert "No check has run yet" in page.content.decode()
+    assert page.context["charts"]["rows-per-day"]["datasets"] == []
