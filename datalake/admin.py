@@ -1,8 +1,15 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from datalake.models import JobRun, ManagedSchedule, QualityCheck
+from datalake import operations
+from datalake.models import DatasetStatus, JobRun, ManagedSchedule, QualityCheck
+
+SECONDS = "%Y-%m-%d %H:%M:%S"
+
+
+def _time(value) -> str:
+    return value.strftime(SECONDS) if value else "-"
 
 
 class ChildRunInline(admin.TabularInline):
@@ -69,27 +76,20 @@ class LineageAdminMixin:
 class JobRunAdmin(LineageAdminMixin, admin.ModelAdmin):
     """Read-only job history: every export, Spark job, backfill, retention and check."""
 
-    list_display = (
-        "id",
-        "job_name",
-        "layer",
-        "dataset",
-        "status",
-        "trigger",
-        "started_at",
-        "duration_display",
-        "rows_out",
-        "rows_rejected",
-        "files_written",
-        "bytes_written",
-    )
+    # Narrow enough for a laptop: the rest is on the run's page.
+    list_display = ("id", "job", "result", "started", "duration_display", "rows_display")
+    actions = ("rerun_runs", "cancel_runs")
+
+    class Media:
+        css = {"all": ("datalake/admin.css",)}
+
     list_filter = ("status", "job_name", "layer", "dataset", "trigger")
     search_fields = ("job_name", "dataset", "error")
     date_hierarchy = "created_at"
     list_select_related = ("parent",)
     fieldsets = (
         (None, {"fields": ("job_name", "layer", "dataset", "status", "trigger", "parent")}),
-        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "duration_display")}),
+        ("Timing", {"fields": ("created", "started", "finished", "duration_display")}),
         (
             "Volumes",
             {"fields": ("rows_in", "rows_out", "rows_rejected", "bytes_written", "files_written")},
@@ -107,7 +107,21 @@ class JobRunAdmin(LineageAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Parameters", {"fields": ("parameters",)}),
-        ("Outcome", {"fields": ("error", "host", "pid", "spark_app_id", "log_file")}),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "error",
+                    "summary",
+                    "host",
+                    "pid",
+                    "process_group",
+                    "celery_task_id",
+                    "spark_app_id",
+                    "log_file",
+                )
+            },
+        ),
         LineageAdminMixin.lineage_fieldset,
     )
     inlines = (QualityCheckInline, ChildRunInline)
@@ -124,12 +138,114 @@ class JobRunAdmin(LineageAdminMixin, admin.ModelAdmin):
         hours, minutes = divmod(minutes, 60)
         return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: JobRun) -> str:
+        return _time(obj.created_at)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: JobRun) -> str:
+        return _time(obj.started_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: JobRun) -> str:
+        return _time(obj.finished_at)
+
+    @admin.display(description="rows out", ordering="rows_out")
+    def rows_display(self, obj: JobRun) -> str:
+        rejected = f" ({obj.rows_rejected:,} rejected)" if obj.rows_rejected else ""
+        return f"{obj.rows_out:,}{rejected}"
+
+    @admin.display(description="job", ordering="job_name")
+    def job(self, obj: JobRun) -> str:
+        return f"{obj.job_name} · {obj.dataset}" if obj.dataset else obj.job_name
+
+    @admin.display(description="result", ordering="status")
+    def result(self, obj: JobRun) -> str:
+        first = obj.error.splitlines()[0] if obj.error else ""
+        return f"{obj.status}: {first[:60]}" if first else obj.status
+
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields] + [
+            "created",
+            "started",
+            "finished",
             "duration_display",
             "cursor_summary",
             *self.lineage_fields,
         ]
+
+    def has_operate_permission(self, request) -> bool:
+        """Tell whether the user may re-run and cancel runs (datalake.operate_jobrun)."""
+        return request.user.has_perm("datalake.operate_jobrun")
+
+    @admin.action(description="Re-run the selected failed runs", permissions=["operate"])
+    def rerun_runs(self, request, queryset) -> None:
+        for run in queryset:
+            try:
+                queued = operations.rerun(run)
+            except operations.NotRerunnable as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            self.message_user(
+                request, f"run {run.pk}: re-run queued as {queued.task} (task {queued.task_id})"
+            )
+
+    @admin.action(description="Cancel the selected running runs", permissions=["operate"])
+    def cancel_runs(self, request, queryset) -> None:
+        for run in queryset:
+            try:
+                done = operations.cancel(run, by=request.user.get_username())
+            except operations.NotCancellable as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            steps = "; ".join(done) or "no task or process recorded"
+            self.message_user(request, f"run {run.pk} cancelled ({steps})")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- operations (issue 12, item 5): the datasets page ---
+
+
+@admin.register(DatasetStatus)
+class DatasetStatusAdmin(admin.ModelAdmin):
+    """The datasets page: every dataset's latest status, its last run, checks and charts."""
+
+    change_list_template = "admin/datalake/datasets.html"
+
+    def changelist_view(self, request, extra_context=None):
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        from datalake.dashboard import charts, dataset_rows
+        from datalake.monitoring import span
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = dataset_rows()
+        for row in rows:
+            s = row.status
+            row.lag = span(s.lag_seconds) if s.lag_seconds is not None else "-"
+            row.contract = span(s.max_lag_seconds) if s.max_lag_seconds is not None else "-"
+        first = rows[0].status if rows else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Datasets",
+            "opts": self.model._meta,
+            "rows": rows,
+            "charts": charts([r.status for r in rows]),
+            "checked_at": first.checked_at if first else None,
+            "check_run": first.run_id if first else None,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.change_list_template, context)
 
     def has_add_permission(self, request) -> bool:
         return False

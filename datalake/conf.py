@@ -82,6 +82,18 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_WEBHOOK_URL": "",
     "ALERT_EMAILS": [],
     "ALERT_TIMEOUT_SECONDS": 5,
+    # Retention, in days, per dataset family (quarantine follows bronze); families not
+    # listed (gold.training_sets) are kept indefinitely.
+    "RETENTION_DAYS": {"bronze": 90, "silver": 365, "gold.features": 90},
+    # How long monitoring samples (DatasetStatus, charted over time) are kept, in days.
+    "STATUS_HISTORY_DAYS": 90,
+    # Freshness contracts (maximum lag of the newest data, seconds) by dataset or family;
+    # datasets without one are shown but never breach.
+    "FRESHNESS_MAX_LAG": {
+        "bronze.events": 2 * 3600,
+        "silver": 24 * 3600,
+        "gold": 7 * 24 * 3600,
+    },
 }
 
 

@@ -6,6 +6,13 @@ from django.db import models
 from django.utils import timezone
 
 
+def _current_task_id() -> str:
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    return (getattr(request, "id", None) or "") if current_task else ""
+
+
 class JobRunQuerySet(models.QuerySet):
     def running(self) -> "JobRunQuerySet":
         return self.filter(status=self.model.Status.RUNNING)
@@ -26,7 +33,9 @@ class JobRunManager(models.Manager.from_queryset(JobRunQuerySet)):
         parent=None,
         **fields: Any,
     ):
-        """Create and return a RUNNING run stamped with this host and process."""
+        """Create and return a RUNNING run stamped with this host, process and, inside a
+        Celery task, the task id (so the run can be cancelled from admin)."""
+        fields.setdefault("celery_task_id", _current_task_id())
         return self.create(
             job_name=job_name,
             layer=layer,

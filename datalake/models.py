@@ -23,6 +23,7 @@ class JobRun(models.Model):
         SUCCEEDED = "SUCCEEDED", "Succeeded"
         FAILED = "FAILED", "Failed"
         SKIPPED = "SKIPPED", "Skipped"
+        CANCELLED = "CANCELLED", "Cancelled"
 
     class Layer(models.TextChoices):
         BRONZE = "bronze", "Bronze"
@@ -94,6 +95,16 @@ class JobRun(models.Model):
         related_name="consumers",
         help_text="Runs whose published outputs this run read (lineage)",
     )
+    # --- operations (issue 12, items 3-5): cancel, re-run, what a run did ---
+    celery_task_id = models.CharField(
+        max_length=255, blank=True, help_text="Celery task that runs it (revoked on cancel)"
+    )
+    process_group = models.IntegerField(
+        null=True, blank=True, help_text="Process group of its spark-submit (killed on cancel)"
+    )
+    summary = models.JSONField(
+        default=dict, blank=True, help_text="What the run did, e.g. what retention deleted"
+    )
 
     objects = JobRunManager()
 
@@ -104,6 +115,7 @@ class JobRun(models.Model):
             models.Index(fields=["status", "-created_at"], name="idx_jobrun_status_created"),
             models.Index(fields=["layer", "dataset"], name="idx_jobrun_layer_dataset"),
         ]
+        permissions = [("operate_jobrun", "Can trigger, re-run and cancel lake runs")]
 
     def __str__(self) -> str:
         return f"{self.job_name} #{self.pk} {self.status}"
@@ -140,7 +152,17 @@ class JobRun(models.Model):
         return f"export batches #{int(start) + 1} to #{end}"
 
     def finish(self, status: str, *, error: str = "", **counters: Any) -> None:
-        """Close the run with `status`, recording counters such as rows_out."""
+        """Close the run with `status`, recording counters such as rows_out.
+
+        A run cancelled meanwhile (from admin, by another process) stays CANCELLED.
+        """
+        if (
+            status != self.Status.CANCELLED
+            and self.pk
+            and JobRun.objects.filter(pk=self.pk, status=self.Status.CANCELLED).exists()
+        ):
+            self.refresh_from_db()
+            return
         for name, value in counters.items():
             setattr(self, name, value)
         self.status = status
@@ -302,3 +324,60 @@ class ManagedSchedule(models.Model):
 
     def __str__(self) -> str:
         return self.periodic_task.name
+
+
+class DatasetStatus(models.Model):
+    """One dataset's state as one monitoring check saw it: volumes, freshness, quality.
+
+    A row per dataset per check run, so freshness and volumes can be followed over time.
+    """
+
+    class Health(models.TextChoices):
+        OK = "OK", "OK"
+        BREACHED = "BREACHED", "Contract breached"
+        EMPTY = "EMPTY", "No data"
+        NO_CONTRACT = "NO_CONTRACT", "No contract"
+
+    run = models.ForeignKey(
+        JobRun,
+        on_delete=models.CASCADE,
+        related_name="dataset_statuses",
+        help_text="The lake_checks run that took this sample",
+    )
+    checked_at = models.DateTimeField(default=timezone.now, help_text="When it was sampled")
+    dataset = models.CharField(max_length=200, help_text="Dotted name, e.g. bronze.events")
+    layer = models.CharField(max_length=10, help_text="bronze, silver or gold")
+    partitions = models.IntegerField(default=0, help_text="Partitions holding data")
+    files = models.IntegerField(default=0, help_text="Parquet files")
+    rows = models.BigIntegerField(default=0, help_text="Rows in all files")
+    bytes = models.BigIntegerField(default=0, help_text="Bytes of the Parquet files")
+    newest_data = models.DateTimeField(
+        null=True, blank=True, help_text="Newest timestamp in the data (UTC)"
+    )
+    lag_seconds = models.FloatField(
+        null=True, blank=True, help_text="Check time minus the newest data, in seconds"
+    )
+    max_lag_seconds = models.FloatField(
+        null=True, blank=True, help_text="The freshness contract's maximum lag (none: no contract)"
+    )
+    health = models.CharField(
+        max_length=12, choices=Health.choices, help_text="Outcome against the contracts"
+    )
+    problems = models.JSONField(
+        default=list, blank=True, help_text="Why the dataset breaches its contracts"
+    )
+    details = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Rows per date, null % of critical columns, label balance, reconciliation",
+    )
+
+    class Meta:
+        ordering = ["-checked_at", "dataset"]
+        verbose_name_plural = "dataset statuses"
+        indexes = [
+            models.Index(fields=["dataset", "-checked_at"], name="idx_dsstatus_ds_checked"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.health} at {self.checked_at:%Y-%m-%d %H:%M:%S}"

@@ -1,6 +1,7 @@
 """Celery tasks: thin shells over the datalake services."""
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from celery import shared_task
 from django.db import OperationalError
@@ -34,17 +35,24 @@ def ping(message: str = "pong") -> int:
     retry_jitter=True,
     max_retries=5,
 )
-def export_bronze(dataset: str, batch_size: int | None = None) -> dict:
+def export_bronze(dataset: str, batch_size: int | None = None, until: str | None = None) -> dict:
     """Export one bronze dataset (scheduled hourly); a concurrent run records SKIPPED.
 
     Late acknowledgement plus the exporter's roll-forward recovery make a redelivered or
     retried task safe: it completes what the lost attempt started, never duplicates it.
+    `until` (ISO date-time, UTC without offset) stops there, as a re-run of an export
+    that had --until does.
     """
+    options = {}
+    if until:
+        moment = datetime.fromisoformat(until)
+        options["until"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     result = export_dataset(
         dataset,
         trigger=JobRun.Trigger.SCHEDULE,
-        parameters={"dataset": dataset, "batch_size": batch_size},
+        parameters={"dataset": dataset, "batch_size": batch_size, "until": until},
         batch_size=batch_size,
+        **options,
     )
     return asdict(result)
 
@@ -151,3 +159,45 @@ def build_stop_outcome(timeout: float | None = None, **options) -> int:
 def build_slippage_prediction(timeout: float | None = None, **options) -> int:
     """Build the next version of gold.training_sets.slippage_prediction; return the run id."""
     return _build("slippage_prediction", timeout, **options)
+
+
+@shared_task(name="datalake.apply_retention", acks_late=True)
+def apply_retention_task(dry_run: bool = False) -> int:
+    """Apply retention (scheduled daily); return the run id."""
+    from datalake.retention import apply_retention
+
+    return apply_retention(dry_run=dry_run, trigger=JobRun.Trigger.SCHEDULE).pk
+
+
+@shared_task(name="datalake.lake_checks", acks_late=True)
+def lake_checks() -> dict:
+    """Take a monitoring sample of the lake (scheduled); return its run id and breaches."""
+    from datalake.monitoring import check_lake
+
+    run, _ = check_lake(trigger=JobRun.Trigger.SCHEDULE)
+    return {"run": run.pk, "breached": run.summary["breached"]}
+
+
+@shared_task(name="datalake.backfill", acks_late=True)
+def backfill_task(
+    start_date: str,
+    end_date: str,
+    input: str,  # the name the backfill run records
+    output: str,
+    overwrite: bool,
+    chunk_days: int = 7,
+) -> int:
+    """Recompute a silver output over a date range (a re-run from admin); return the run id."""
+    from datetime import date
+
+    from datalake.silver import backfill
+
+    return backfill(
+        start=date.fromisoformat(start_date),
+        end=date.fromisoformat(end_date),
+        input_name=input,
+        output=output,
+        overwrite=overwrite,
+        chunk_days=chunk_days,
+        trigger=JobRun.Trigger.ADMIN,
+    ).pk

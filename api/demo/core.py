@@ -147,6 +147,9 @@ class DemoConfig:
     days: int = 8
     clients: int = 4
     reset: bool = False
+    #: No row later than this instant (UTC): the window's tail is cut, as a live
+    #: backend's tables end now. None keeps the whole window (reproducible runs).
+    until: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.events < 0:

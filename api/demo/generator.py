@@ -10,15 +10,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from api.demo.core import (
+    AUDIT_TRANSACTIONS,
     CHUNK_EVENTS,
     CHUNK_ROWS,
     DAY_MINUTES,
     KLINES,
     MINUTE_US,
+    PORTFOLIOS,
     STOP_EVENTS,
+    TRADES,
     Batch,
     DemoConfig,
     Offsets,
+    TableSpec,
     _dt,
     _Rng,
     d8,
@@ -58,6 +62,7 @@ class _Generator(ClientsAndOperations, Executions):
         self.next_trade_id = max(offsets.trade_id, 10**8)
         self.next_order_id = max(offsets.order_id, 10**9)
         self.batch = Batch()
+        self._kept: dict[TableSpec, int] = {}  # last cursor value kept after a cut
         self.pending: list[tuple[int, int, tuple]] = []  # heap of (recorded_us, n, row)
         self.pushed = 0
         self.events = 0
@@ -172,7 +177,30 @@ class _Generator(ClientsAndOperations, Executions):
 
     def _take(self) -> Batch:
         batch, self.batch = self.batch, Batch()
+        if self.config.until is not None:
+            for spec, rows in batch.rows.items():
+                column = next((c for c in TIME_COLUMNS if c in spec.columns), None)
+                if column is not None and rows:
+                    i = spec.columns.index(column)
+                    batch.rows[spec] = self._renumber(
+                        spec, [r for r in rows if r[i] <= self.config.until]
+                    )
         return batch
+
+    def _renumber(self, spec: TableSpec, rows: list[tuple]) -> list[tuple]:
+        """Number the kept rows' cursor column without the holes the cut left (in the
+        same order), as a live table's ids are: the exporter would wait on each hole."""
+        if spec not in RENUMBERED:
+            return rows
+        column, offset = RENUMBERED[spec]
+        i = spec.columns.index(column)
+        last = self._kept.get(spec, getattr(self.offsets, offset))
+        out = []
+        for row in sorted(rows, key=lambda r: r[i]):
+            last += 1
+            out.append((*row[:i], last, *row[i + 1 :]))
+        self._kept[spec] = last
+        return out
 
     def _release(self, watermark_us: int) -> None:
         """Number, in recording order, every pending event recorded before the watermark.
@@ -187,6 +215,18 @@ class _Generator(ClientsAndOperations, Executions):
             seq += 1
             out.append((row[0], seq, *row[1:]))
         self.next_seq = seq
+
+
+#: The column that dates a row of each table (first match), for DemoConfig.until.
+TIME_COLUMNS = ("occurred_at", "open_time", "time", "timestamp", "created_at")
+#: Cursor columns no other row refers to, renumbered after a cut (column, Offsets field).
+RENUMBERED = {
+    STOP_EVENTS: ("event_seq", "event_seq"),
+    AUDIT_TRANSACTIONS: ("id", "audit"),
+    TRADES: ("id", "trade"),
+    PORTFOLIOS: ("id", "portfolio"),
+    KLINES: ("id", "kline"),
+}
 
 
 def generate(config: DemoConfig, offsets: Offsets | None = None) -> Iterator[Batch]:

@@ -150,6 +150,9 @@ def run_script(
                 archive.finish(succeeded=False)
             run.fail(f"cannot run {command[0]}: {exc.strerror}")
             raise SparkSubmitNotFound(run.error) from None
+        # Its own session, so its group id is its pid: cancel kills the whole group.
+        run.process_group = process.pid
+        run.save(update_fields=["process_group"])
 
         def pump(stream, sink) -> None:
             for line in stream:

@@ -82,6 +82,11 @@ class Storage(abc.ABC):
     def get_bytes(self, key: str) -> bytes:
         """Return the content of the object under `key`; raise ObjectNotFound if none."""
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        """Return the last `nbytes` bytes of the object (all of it when shorter), e.g. a
+        Parquet footer; raise ObjectNotFound if none. Backends read only the tail."""
+        return self.get_bytes(key)[-nbytes:]
+
     @abc.abstractmethod
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         """Copy the object under `key` to `local_path` (parents created, file replaced
@@ -107,6 +112,21 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object under `key`; deleting a missing object is not an error."""
+
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        """Remove every object under the directory-like `prefix`; return (files, bytes).
+
+        Refuse the empty prefix: the whole lake is never one deletion.
+        """
+        prefix = checked_prefix(prefix)
+        if not prefix:
+            raise InvalidStorageKey("refusing to delete the whole lake (empty prefix)")
+        files = size = 0
+        for info in list(self.list(prefix)):
+            self.delete(info.key)
+            files += 1
+            size += info.size
+        return files, size
 
     @abc.abstractmethod
     def cleanup_incomplete(self, older_than: dt.timedelta = DEFAULT_STALE_AFTER) -> int:

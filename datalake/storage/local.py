@@ -126,6 +126,12 @@ class LocalStorage(Storage):
         with self._os_errors("read", key):
             return path.read_bytes()
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        path = self._path(key)
+        with self._os_errors("read", key), open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - nbytes))
+            return f.read()
+
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         path = self._path(key)
         with self._os_errors("read", key):
@@ -183,6 +189,38 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot delete {key!r} under {self.root}: {exc}") from exc
         logger.debug("deleted %s from %s", key, self.root)
+
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        prefix = checked_prefix(prefix)
+        if not prefix:
+            return super().delete_prefix(prefix)  # refuses
+        top = self.root.joinpath(*prefix.split("/"))
+        if not top.is_dir():
+            return 0, 0
+        files = size = 0
+        for dirpath, _dirnames, filenames in os.walk(top):
+            for name in filenames:
+                try:
+                    size += os.stat(os.path.join(dirpath, name)).st_size
+                    files += 1
+                except FileNotFoundError:
+                    continue
+        try:
+            shutil.rmtree(top)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {prefix!r} under {self.root}: {exc}") from exc
+        # Empty parents would still show as partitions to a directory-listing reader.
+        parent = top.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+        logger.info("deleted %s (%d files, %d bytes) from %s", prefix, files, size, self.root)
+        return files, size
 
     def cleanup_incomplete(self, older_than: dt.timedelta = DEFAULT_STALE_AFTER) -> int:
         cutoff = time.time() - older_than.total_seconds()

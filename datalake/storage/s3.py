@@ -276,6 +276,22 @@ class S3Storage(Storage):
             with response["Body"] as body:
                 return body.read()
 
+    def read_tail(self, key: str, nbytes: int) -> bytes:
+        full = self._full_key(key)
+        if nbytes <= 0:
+            return b""
+        with self._errors("read of", key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes=-{nbytes}"
+                )
+            except botocore.exceptions.ClientError as exc:
+                # An empty object has no satisfiable range.
+                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                return b""
+            return response["Body"].read()
+
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> ObjectInfo:
         full = self._full_key(key)
         Path(local_path).parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +333,38 @@ class S3Storage(Storage):
         with self._errors("delete of", key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
         logger.debug("deleted %s from %s", key, self.s3_uri())
+
+    def delete_prefix(self, prefix: str) -> tuple[int, int]:
+        prefix = checked_prefix(prefix)
+        if not prefix:
+            return super().delete_prefix(prefix)  # refuses
+        files = size = 0
+        batch: list[ObjectInfo] = []
+
+        def flush() -> None:
+            objects = [{"Key": self._full_key(info.key)} for info in batch]
+            with self._errors("delete under", prefix):
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise StorageError(
+                    f"S3 refused to delete {len(response['Errors'])} object(s) under {prefix!r} "
+                    f"on {self._where()}: {first.get('Code')} {first.get('Message', '')}"
+                )
+            batch.clear()
+
+        for info in self.list(prefix):
+            batch.append(info)
+            files += 1
+            size += info.size
+            if len(batch) == 1000:  # the most one DeleteObjects request takes
+                flush()
+        if batch:
+            flush()
+        logger.info("deleted %s (%d files, %d bytes) from %s", prefix, files, size, self.s3_uri())
+        return files, size
 
     def cleanup_incomplete(self, older_than: dt.timedelta = DEFAULT_STALE_AFTER) -> int:
         cutoff = dt.datetime.now(dt.UTC) - older_than

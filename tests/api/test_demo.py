@@ -11,12 +11,13 @@ import statistics
 import threading
 import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, models
+from django.utils import timezone
 
 from api.demo import (
     MAX_RETRIES,
@@ -429,7 +430,8 @@ def test_append_continues_after_existing_rows_without_collisions() -> None:
 @pytest.mark.django_db
 def test_command_prints_the_summary_and_rejects_bad_arguments() -> None:
     out, err = io.StringIO(), io.StringIO()
-    call_command("seed_demo", "--reset", "--events", "400", "--days", "2", stdout=out, stderr=err)
+    call_command("seed_demo", "--reset", "--events", "400", "--days", "2",
+                 "--start-date", "2024-12-20", stdout=out, stderr=err)  # fmt: skip
     text = out.getvalue()
     assert "2024-12-20 to 2024-12-21" in text
     count = StopEvent.objects.count()
@@ -636,3 +638,35 @@ def test_inserts_using_column_defaults_succeed_after_seeding(require_postgres: N
         with connection.cursor() as cursor:
             cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [spec.table])
             assert cursor.fetchone()[0] > top, spec.table
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_command_by_default_writes_data_up_to_now() -> None:
+    before = timezone.now()
+    call_command("seed_demo", "--reset", "--events", "300", "--days", "2", stdout=io.StringIO())
+    newest = StopEvent.objects.order_by("-occurred_at").first().occurred_at
+    assert newest <= timezone.now()
+    assert Kline.objects.order_by("-open_time").first().open_time > before - timedelta(minutes=2)
+    first = Kline.objects.order_by("open_time").first().open_time
+    assert first.date() == before.date() - timedelta(days=1)
+    assert first.time() == time(0, 0)
+    # No holes below the newest cursor value: the exporter would wait on each of them.
+    for model, cursor in ((StopEvent, "event_seq"), (AuditTransaction, "id"), (Kline, "id"),
+                          (Trade, "id"), (Portfolio, "id")):  # fmt: skip
+        values = list(model.objects.order_by(cursor).values_list(cursor, flat=True))
+        assert values == list(range(values[0], values[0] + len(values))), model.__name__
+
+
+@pytest.mark.parametrize(
+    ("start", "days", "expected"),
+    [
+        (None, 8, (date(2026, 3, 3), datetime(2026, 3, 10, 14, 37, tzinfo=UTC))),
+        (None, 1, (date(2026, 3, 10), datetime(2026, 3, 10, 14, 37, tzinfo=UTC))),
+        ("2024-12-20", 8, (date(2024, 12, 20), None)),
+    ],
+)
+def test_window(start, days, expected) -> None:
+    from api.management.commands.seed_demo import window
+
+    assert window(start, days, datetime(2026, 3, 10, 14, 37, 59, 5, tzinfo=UTC)) == expected

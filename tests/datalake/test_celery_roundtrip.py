@@ -32,11 +32,13 @@ def run_through_worker(broker_url: str, tmp_path: Path, base_env: dict) -> JobRu
     message = uuid.uuid4().hex
     try:
         with app.connection_for_write(broker_url) as conn:
-            ping.apply_async(kwargs={"message": message}, queue=queue, connection=conn)
+            task = ping.apply_async(kwargs={"message": message}, queue=queue, connection=conn)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             run = JobRun.objects.filter(parameters__message=message).first()
             if run is not None and run.status != JobRun.Status.RUNNING:
+                # The run knows its task, so admin can revoke it.
+                assert run.celery_task_id == task.id
                 return run
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             time.sleep(0.2)

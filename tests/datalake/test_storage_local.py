@@ -150,6 +150,32 @@ class StorageContract:
         with pytest.raises(ObjectNotFound):
             storage.get_bytes(KEY)
 
+    def test_read_tail(self, storage: Storage) -> None:
+        storage.put_bytes(b"0123456789", KEY)
+        assert storage.read_tail(KEY, 4) == b"6789"
+        assert storage.read_tail(KEY, 100) == b"0123456789"
+        storage.put_bytes(b"", "empty")
+        assert storage.read_tail("empty", 8) == b""
+        with pytest.raises(ObjectNotFound):
+            storage.read_tail("missing", 8)
+
+    def test_delete_prefix_removes_exactly_the_directory(self, storage: Storage) -> None:
+        doomed = ["bronze/events/date=2024-01-01/a.parquet",
+                  "bronze/events/date=2024-01-01/_metadata/a.json"]  # fmt: skip
+        kept = ["bronze/events/date=2024-01-010/b.parquet",
+                "bronze/events/date=2024-01-02/c.parquet"]  # fmt: skip
+        for i, key in enumerate(doomed + kept):
+            storage.put_bytes(b"x" * (i + 1), key)
+        assert storage.delete_prefix("bronze/events/date=2024-01-01") == (2, 3)
+        assert keys(storage) == kept
+        assert storage.delete_prefix("bronze/events/date=2024-01-01") == (0, 0)
+
+    def test_delete_prefix_refuses_the_whole_lake(self, storage: Storage) -> None:
+        storage.put_bytes(b"x", KEY)
+        with pytest.raises(InvalidStorageKey):
+            storage.delete_prefix("")
+        assert keys(storage) == [KEY]
+
     @pytest.mark.parametrize("bad", BAD_KEYS)
     def test_bad_keys_are_refused(self, storage: Storage, tmp_path: Path, bad: str) -> None:
         source = tmp_path / "f"

@@ -1,11 +1,21 @@
 """Fill the source tables with realistic, deterministic demo data."""
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
 from api.demo import DemoConfig, DemoDataError, parse_start_date, seed_demo
+
+
+def window(start_date: str | None, days: int, now: datetime) -> tuple[date, datetime | None]:
+    """Return (first day, cut-off): a fixed --start-date keeps whole days; none means the
+    `days` days ending now (the last one cut at the current minute)."""
+    if start_date is not None:
+        return parse_start_date(start_date), None
+    until = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return until.date() - timedelta(days=max(days, 1) - 1), until
 
 
 class Command(BaseCommand):
@@ -21,7 +31,12 @@ class Command(BaseCommand):
             "--events", type=int, default=defaults.events, help="number of StopEvents to create"
         )
         parser.add_argument(
-            "--start-date", default=defaults.start_date.isoformat(), help="first day (YYYY-MM-DD)"
+            "--start-date",
+            help=(
+                "first day (YYYY-MM-DD): a fixed, reproducible window of whole days; by "
+                f"default the window ends now, so the data is fresh (e.g. "
+                f"{defaults.start_date.isoformat()} for the tests' fixed window)"
+            ),
         )
         parser.add_argument("--days", type=int, default=defaults.days, help="days of data")
         parser.add_argument("--clients", type=int, default=defaults.clients, help="tenants")
@@ -32,10 +47,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
+            start, until = window(options["start_date"], options["days"], timezone.now())
             config = DemoConfig(
                 seed=options["seed"],
                 events=options["events"],
-                start_date=parse_start_date(options["start_date"]),
+                start_date=start,
+                until=until,
                 days=options["days"],
                 clients=options["clients"],
                 reset=options["reset"],

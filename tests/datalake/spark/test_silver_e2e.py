@@ -4,6 +4,7 @@ independent computation of the same facts from the source tables."""
 import io
 import json
 import os
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -104,6 +105,8 @@ def spark_lake(tmp_path, settings, class_archive_dir):
 def demo_lake(spark_lake):
     call_command(
         "seed_demo",
+        "--start-date",
+        "2024-12-20",
         "--events",
         "3000",
         "--days",
@@ -211,6 +214,52 @@ def test_a_job_that_runs_too_long_is_killed_and_failed(spark_lake):
     assert time.monotonic() - started < 120
     assert run.status == JobRun.Status.FAILED
     assert run.error.startswith("timed out after 25 s")
+
+
+def test_a_cancelled_job_is_killed_and_stays_cancelled(spark_lake):
+    from django.db import connection
+
+    from datalake import operations
+
+    run = JobRun.objects.start("diagnostics.sleep", layer=JobRun.Layer.OPS)
+    outcome = {}
+
+    def submit() -> None:
+        try:
+            mine = JobRun.objects.get(pk=run.pk)
+            outcome["value"] = run_job("diagnostics.sleep", ["--seconds", "300"], run=mine,
+                                       timeout=240)  # fmt: skip
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=submit)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while (group := JobRun.objects.get(pk=run.pk).process_group) is None:
+        assert time.monotonic() < deadline, "spark-submit never recorded its process group"
+        time.sleep(0.1)
+    assert operations.cancel(run, by="ops") == [f"killed process group {group}"]
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert not outcome["value"].ok
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.CANCELLED
+    assert run.error == "cancelled by ops"
+    assert live_members(group) == []
+
+
+def live_members(group: int) -> list[int]:
+    """Return the pids of the group's processes that still run (zombies excluded: in a
+    container, nobody may reap the killed JVM's orphans)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
 
 
 def test_a_failing_quality_gate_fails_the_run_and_publishes_nothing(demo_lake):

@@ -1,0 +1,25 @@
+"""Print every lake dataset's health; exit non-zero when a contract is breached."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from datalake.monitoring import UnreadableFooter, check_lake, status_table
+from datalake.storage import StorageError
+
+
+class Command(BaseCommand):
+    help = (
+        "Check the lake (freshness against the contracts, rows, nulls, label balance, "
+        "bronze reconciled with the source), record it, print it; exit 1 on a breach."
+    )
+
+    def handle(self, *args, **options) -> None:
+        try:
+            run, statuses = check_lake()
+        except (StorageError, UnreadableFooter) as exc:
+            raise CommandError(str(exc)) from exc
+        for line in status_table(statuses):
+            self.stdout.write(line)
+        breached = run.summary["breached"]
+        if breached:
+            raise CommandError(f"contract breached: {', '.join(breached)} (run {run.pk})")
+        self.stdout.write(f"all contracts met (run {run.pk})")
