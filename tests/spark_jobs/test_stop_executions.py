@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -12,8 +15,10 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common.checks import run_checks
+from spark_jobs.main import main
 from spark_jobs.silver.stop_executions import (
     EXECUTION_NAMESPACE,
+    SCHEMA,
     build_stop_executions,
     execution_partitions,
     merge_increment,
@@ -21,7 +26,7 @@ from spark_jobs.silver.stop_executions import (
     quality_checks,
     uuid5_column,
 )
-from tests.spark_jobs.builders import day, event, events_frame, ts, utc
+from tests.spark_jobs.builders import day, event, events_frame, ts, utc, write_bronze
 
 pytestmark = pytest.mark.spark
 
@@ -358,3 +363,118 @@ def test_reconciliation_fails_when_rows_do_not_match_bronze(spark: SparkSession)
         "2 rows; 3 expected from distinct bronze execution_tokens",
         True,
     )
+
+
+# --- late arrivals: daily runs give exactly the silver of a full rebuild -----------------
+
+PATHS = (
+    (T, S, X),
+    (T, S, F_),
+    (T, S, F_, S, X),
+    (T, "KILL_SWITCH", B),
+    (T, "STALE_PRICE"),
+    (T, S),
+)
+
+
+def late_exports(seed: int, executions: int = 24, exports: int = 5) -> list[list[dict]]:
+    """Return bronze exports (lists of events) of ``executions`` random executions.
+
+    Each execution starts on one of four days (at any second, so some span midnight);
+    each of its later events comes seconds after the one before, or 0-10 days later.
+    Every event lands in a random export, so a trigger may be exported after the events
+    that follow it; one event is exported twice (a bronze duplicate), and one execution
+    may get an event of another client (a token spanning clients).
+    """
+    rng = random.Random(seed)
+    made: list[tuple[datetime, dict]] = []
+    for n in range(executions):
+        client = rng.choice((1, 2))
+        at = datetime(2024, 12, 1) + timedelta(days=rng.randrange(4), seconds=rng.randrange(86400))
+        for i, kind in enumerate(rng.choice(PATHS)):
+            if i:
+                late = rng.random() < 0.3
+                at += timedelta(days=rng.randint(0, 10)) if late else timedelta(seconds=1)
+                at += timedelta(seconds=rng.randrange(60))
+            made.append((at, {"token": f"t{n}", "kind": kind, "client": client, "retry": i // 3}))
+    if rng.random() < 0.6:
+        at, spec = rng.choice(made)
+        made.append((at + timedelta(seconds=5), {**spec, "kind": S, "client": 3}))
+    placed = [(rng.randrange(exports), at, spec) for at, spec in made]
+    batches: list[list[dict]] = [[] for _ in range(exports)]
+    # event_seq follows export order (what the backend recorded first comes first).
+    for seq, (batch, at, spec) in enumerate(sorted(placed, key=lambda p: (p[0], p[1])), 1):
+        outcome = {}
+        if spec["kind"] == X:
+            outcome = {"fill_price": "95000", "slippage_pct": "0.1052", "exchange_order_id": "9"}
+        elif spec["kind"] in (F_, B, "KILL_SWITCH", "STALE_PRICE"):
+            outcome = {"error_message": f"{spec['kind']} {seq}"}
+        batches[batch].append(
+            event(
+                spec["token"],
+                spec["kind"],
+                at.strftime("%Y-%m-%d %H:%M:%S"),
+                seq=seq,
+                client_id=spec["client"],
+                operation_id=100 + int(spec["token"][1:]),
+                retry_count=spec["retry"],
+                **outcome,
+            )
+        )
+    duplicated = rng.choice([e for batch in batches for e in batch])
+    batches[rng.randrange(exports)].append(dict(duplicated))
+    return [batch for batch in batches if batch]
+
+
+def run_job(lake: Path, tmp_path: Path, *args: str) -> dict:
+    """Run silver.stop_executions in-process (the shared session); return its result."""
+    result = tmp_path / f"result-{len(list(tmp_path.glob('result-*')))}.json"
+    code = main(
+        ["silver.stop_executions", "--lake-uri", str(lake), "--run-id", "9",
+         "--result-file", str(result), "--overwrite", *args]
+    )  # fmt: skip
+    outcome = json.loads(result.read_text())
+    assert code == 0, outcome["error"]
+    assert not [c for c in outcome["checks"] if c["critical"] and not c["passed"]]
+    return outcome
+
+
+def published(spark: SparkSession, lake: Path, dataset: str) -> DataFrame:
+    return (
+        spark.read.schema(SCHEMA)
+        .parquet(str(lake / dataset.replace(".", "/")))
+        .drop("created_at")
+        .localCheckpoint()
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_daily_runs_over_late_arrivals_give_the_silver_of_a_full_rebuild(
+    spark: SparkSession, lake: Path, tmp_path: Path, seed: int
+) -> None:
+    exports = late_exports(seed)
+    rng = random.Random(seed)
+    for n, batch in enumerate(exports):
+        files = write_bronze(lake, "events", batch, name=f"part-{n:08d}-0000")
+        if n == 0:
+            run_job(lake, tmp_path)  # the first run is a full build, as run_silver's
+            continue
+        dates = sorted({str(e["date"]) for e in batch})
+        args = ["--dates", ",".join(dates)]
+        if rng.random() < 0.7:  # else every event of those dates counts as new
+            keys = [str(f.relative_to(lake)) for f in files]
+            args += ["--new-files", ",".join(keys)]
+        outcome = run_job(lake, tmp_path, *args)
+        assert "execution_id_unique_in_dataset" in {c["check"] for c in outcome["checks"]}
+    run_job(lake, tmp_path, "--output", "silver.stop_executions_v2")
+
+    daily = published(spark, lake, "silver.stop_executions")
+    rebuilt = published(spark, lake, "silver.stop_executions_v2")
+    assertDataFrameEqual(daily, rebuilt)
+    tokens = {e["execution_token"] for batch in exports for e in batch}
+    mixed = {
+        t
+        for t in tokens
+        if len({e["client_id"] for b in exports for e in b if e["execution_token"] == t}) > 1
+    }
+    assert {r.execution_token for r in rebuilt.collect()} == tokens - mixed
