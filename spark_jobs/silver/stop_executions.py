@@ -23,13 +23,36 @@ Partitions: ``client_id`` / ``date`` = UTC date of the execution's trigger (its 
 event when the trigger is missing), so an execution that spans midnight lands whole in the
 partition of the day it was triggered.
 
-Scope of a run (``--dates``): executions last minutes, never more than one midnight, so
-bronze is read for [min(dates) - 2 days, max(dates) + 2 days]. Every execution with an
-event on one of the dates is affected; its partition is rewritten with all the
-executions triggered that day. The partition it was published in before is rewritten
-too: an execution whose trigger arrives late (in a later export than its other events)
-moves to the day before, and must not stay behind in its old partition. The extra day on
-each side makes sure every execution of a rewritten partition is read whole.
+Tenants: all events of one execution belong to one client. A token whose events carry
+more than one ``client_id`` is never merged into a row: the execution is quarantined
+whole (its bronze events go to ``quarantine/<output>/run=<run id>/`` with ``reason``),
+counted by the warning check ``execution_token_single_client``, and a row published for
+it before is removed. Quarantine rather than a critical check, because bronze is
+immutable: a failing check would block every later run; rather than a split per client,
+because which client's execution it really is cannot be told from the events.
+
+Scope of a run. Events may arrive any number of days after their execution's trigger
+(a BLOCKED execution submitted days later), and in any order of exports; no window of
+dates is assumed:
+
+- full build: every execution, from all of bronze.
+- ``--start-date/--end-date`` (backfill): every execution whose partition date is in the
+  range, replayed from all its events, before or after the range (never a partial row);
+  the range's published partitions are rewritten even if nothing is left in them.
+- ``--dates`` (daily): the executions with an event in the new files (or on the dates)
+  are *touched*. Their events are found by token on any date (:func:`events_of`: one
+  scan of the token column, then only the dates that hold them), and their published
+  rows by token over the whole output. The partitions they fall in now and were
+  published in before are rewritten; the other executions there are kept as published.
+
+``execution_id`` is checked unique in the staged partitions and against the rest of the
+output (``execution_id_unique_in_dataset``): a daily run looks up every token it writes
+by token over the whole output; a full build or backfill reads the partitions it does
+not rewrite. The reconciliation counts what bronze puts in the rewritten partitions:
+the touched executions (exactly) and the others found on those partitions' dates, less
+those the output has elsewhere (their trigger lies on an earlier day); one that the
+output has nowhere is located from all its events, and replayed if its partition is not
+published yet (a new ``_v2`` output), else the count fails (a published partition lost it).
 """
 
 from __future__ import annotations
