@@ -41,9 +41,11 @@ dates is assumed:
   the range's published partitions are rewritten even if nothing is left in them.
 - ``--dates`` (daily): the executions with an event in the new files (or on the dates)
   are *touched*. Their events are found by token on any date (:func:`events_of`: one
-  scan of the token column, then only the dates that hold them), and their published
-  rows by token over the whole output. The partitions they fall in now and were
-  published in before are rewritten; the other executions there are kept as published.
+  scan of the token column, then only the dates that hold them). Where they were
+  published before is where their events from before the new files put them (with
+  ``--dates`` alone: looked up by token over the whole output). The partitions they fall
+  in now and were published in before are rewritten; the other executions there are
+  kept as published.
 
 ``execution_id`` is checked unique in the staged partitions and against the rest of the
 output (``execution_id_unique_in_dataset``): a daily run looks up every token it writes
@@ -546,12 +548,11 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
 
     New events are those of ``--new-files`` if given, else every event on ``--dates``.
     The touched executions are replayed from all their events, found by token on any
-    date; they are looked up by token in the whole output too, so that the partitions
-    they were published in are rewritten. The other executions of those partitions are
-    kept as published; one that bronze puts there but that is published nowhere is
-    replayed if its partition is not published yet (a new ``_v2`` output, a lost
-    partition), else the reconciliation fails. ``execution_id`` is checked against the
-    whole output, not only the rewritten partitions.
+    date; the partitions they were published in are rewritten too. The other executions
+    of those partitions are kept as published; one that bronze puts there but that is
+    published nowhere is replayed if its partition is not published yet (a new ``_v2``
+    output, a lost partition), else the reconciliation fails. ``execution_id`` is
+    checked against the whole output, not only the rewritten partitions.
     """
     assert config.output
     layout = LAYOUT.renamed(config.output)
@@ -565,10 +566,21 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
     where: DataFrame | None = None
     try:
         touched = per_token.filter(F.col("execution_token").isNotNull()).select("execution_token")
-        touched_events = events_of(bronze, touched)
-        previous = silver.select("execution_token", *PARTITIONS).join(
-            F.broadcast(touched), "execution_token", "left_semi"
-        )
+        if config.new_files:
+            # Where the output has a touched execution is where its events from before
+            # this run's files put it: no scan of the output needed for that. (Should it
+            # be elsewhere all the same, execution_id_unique_in_dataset fails the run.)
+            parts = F.split(F.input_file_name(), "/")
+            files = F.concat_ws("/", F.element_at(parts, -2), F.element_at(parts, -1))
+            new_files = sorted({"/".join(key.split("/")[-2:]) for key in config.new_files})
+            touched_events = events_of(bronze.withColumn("_new", files.isin(new_files)), touched)
+            before = execution_partitions(touched_events.filter(~F.col("_new")))
+            previous = before.filter(~F.col("mixed")).select("execution_token", *PARTITIONS)
+        else:  # every event of the dates counts as new: look the tokens up in the output
+            touched_events = events_of(bronze, touched)
+            previous = silver.select("execution_token", *PARTITIONS).join(
+                F.broadcast(touched), "execution_token", "left_semi"
+            )
         plan = plan_increment(execution_partitions(touched_events), previous)
         paths = sorted(plan.partitions)
         live = dataset_uri(config.lake_uri, layout.dataset)
