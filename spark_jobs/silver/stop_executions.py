@@ -38,7 +38,9 @@ dates is assumed:
 - full build: every execution, from all of bronze.
 - ``--start-date/--end-date`` (backfill): every execution whose partition date is in the
   range, replayed from all its events, before or after the range (never a partial row);
-  the range's published partitions are rewritten even if nothing is left in them.
+  the range's published partitions are rewritten even if nothing is left in them. An
+  execution of the range that the output has outside it (a stale output) fails
+  ``execution_id_unique_in_dataset``: rebuild a wider range, or in full.
 - ``--dates`` (daily): the executions with an event in the new files (or on the dates)
   are *touched*. Their events are found by token on any date (:func:`events_of`: one
   scan of the token column, then only the dates that hold them). Where they were
