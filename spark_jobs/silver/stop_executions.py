@@ -64,7 +64,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -321,31 +321,18 @@ def execution_partitions(events: DataFrame) -> DataFrame:
     )
 
 
-def event_dates(bronze: DataFrame, tokens: DataFrame) -> list[date]:
-    """Return the dates of ``bronze`` that hold events of the executions in ``tokens``.
-
-    One scan of the token column (the date comes from the path); ``tokens`` is small (an
-    increment's executions): it is broadcast, so the scan is not shuffled.
-    """
-    wanted = F.broadcast(tokens.select("execution_token").distinct())
-    holding = bronze.select("execution_token", "date").join(wanted, "execution_token", "left_semi")
-    return sorted(row.date for row in holding.select("date").distinct().collect())
-
-
-def events_of(
-    bronze: DataFrame, tokens: DataFrame, dates: Sequence[date] | None = None
-) -> DataFrame:
+def events_of(bronze: DataFrame, tokens: DataFrame) -> DataFrame:
     """Return every event in ``bronze`` of the executions in ``tokens``, whatever its date.
 
     Events may arrive any number of days after their execution's trigger, so no window of
-    dates is assumed: only the dates that hold them (:func:`event_dates`, unless given)
-    are read whole.
+    dates is assumed: one scan of the token column (the date comes from the path) finds
+    the dates that hold them, then only those dates are read whole. ``tokens`` is small
+    (an increment's executions): it is broadcast, so the scans are not shuffled.
     """
-    dates = event_dates(bronze, tokens) if dates is None else dates
     wanted = F.broadcast(tokens.select("execution_token").distinct())
-    return bronze.filter(F.col("date").isin(list(dates))).join(
-        wanted, "execution_token", "left_semi"
-    )
+    holding = bronze.select("execution_token", "date").join(wanted, "execution_token", "left_semi")
+    dates = sorted(row.date for row in holding.select("date").distinct().collect())
+    return bronze.filter(F.col("date").isin(dates)).join(wanted, "execution_token", "left_semi")
 
 
 @dataclass(frozen=True)
@@ -581,10 +568,6 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
     where: DataFrame | None = None
     try:
         touched = per_token.filter(F.col("execution_token").isNotNull()).select("execution_token")
-        # A row of an execution can only sit in the partition of one of its events' dates
-        # (its trigger's, or its first event's when it was built): looking there is
-        # looking in the whole output for it.
-        touched_dates = event_dates(bronze, touched)
         if config.new_files:
             # Where the output has a touched execution is where its events from before
             # this run's files put it: no scan of the output needed for that. (Should it
@@ -592,16 +575,13 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
             parts = F.split(F.input_file_name(), "/")
             files = F.concat_ws("/", F.element_at(parts, -2), F.element_at(parts, -1))
             new_files = sorted({"/".join(key.split("/")[-2:]) for key in config.new_files})
-            with_new = bronze.withColumn("_new", files.isin(new_files))
-            touched_events = events_of(with_new, touched, touched_dates)
+            touched_events = events_of(bronze.withColumn("_new", files.isin(new_files)), touched)
             before = execution_partitions(touched_events.filter(~F.col("_new")))
             previous = before.filter(~F.col("mixed")).select("execution_token", *PARTITIONS)
         else:  # every event of the dates counts as new: look the tokens up in the output
-            touched_events = events_of(bronze, touched, touched_dates)
-            previous = (
-                silver.filter(F.col("date").isin(touched_dates))
-                .select("execution_token", *PARTITIONS)
-                .join(F.broadcast(touched), "execution_token", "left_semi")
+            touched_events = events_of(bronze, touched)
+            previous = silver.select("execution_token", *PARTITIONS).join(
+                F.broadcast(touched), "execution_token", "left_semi"
             )
         plan = plan_increment(execution_partitions(touched_events), previous)
         paths = sorted(plan.partitions)
@@ -621,11 +601,8 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
             .unionByName(current.select("execution_token"))
             .distinct()
         )
-        # The day before each rewritten one too: executions that span midnight.
-        near = {*touched_dates, *(d - timedelta(days=1) for d in days)}
         where = (
-            silver.filter(F.col("date").isin(sorted(near)))
-            .select("execution_token", "execution_id", *PARTITIONS)
+            silver.select("execution_token", "execution_id", *PARTITIONS)
             .join(F.broadcast(lookup), "execution_token", "left_semi")
             .withColumn("_rewritten", partition_key(PARTITIONS).isin(paths))
             .persist()
@@ -644,7 +621,7 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
         expected = plan.executions + tally.kept
         rebuilt, replay_events = touched, touched_events
         if tally.lost:
-            # Not found near: where it belongs comes from all its events.
+            # Published nowhere: where it belongs comes from all its events.
             lost = others.join(placed, "execution_token", "left_anti").select("execution_token")
             lost_events = events_of(bronze, lost)
             lost_here = in_partitions(execution_partitions(lost_events), PARTITIONS, paths)

@@ -262,7 +262,7 @@ def test_events_of_finds_an_executions_events_on_any_date(spark: SparkSession) -
         event("slow", S, "2024-12-11 10:00:00"),  # ten days later
         event("other", S, "2024-12-05 10:00:00"),
     ]
-    found = events_of(events_frame(spark, rows), tokens(spark, "slow"))  # dates looked up
+    found = events_of(events_frame(spark, rows), tokens(spark, "slow"))
     assert sorted((r.execution_token, str(r.date)) for r in found.collect()) == [
         ("slow", "2024-12-01"),
         ("slow", "2024-12-11"),
