@@ -578,6 +578,7 @@ def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> Non
             touched_events = events_of(bronze.withColumn("_new", files.isin(new_files)), touched)
             before = execution_partitions(touched_events.filter(~F.col("_new")))
             previous = before.filter(~F.col("mixed")).select("execution_token", *PARTITIONS)
+            touched_events = touched_events.drop("_new")
         else:  # every event of the dates counts as new: look the tokens up in the output
             touched_events = events_of(bronze, touched)
             previous = silver.select("execution_token", *PARTITIONS).join(
