@@ -80,7 +80,34 @@ class UntypeableCheck:
     critical: bool = False
 
 
-Check = RowCheck | UniqueCheck | CountCheck | UntypeableCheck
+@dataclass(frozen=True)
+class DisjointCheck:
+    """Fail when a row's ``columns`` also occur in ``other`` (rows outside what is staged,
+    e.g. those published in partitions the run does not rewrite).
+
+    ``broadcast``: the staged keys are few (an increment), so ``other`` is scanned once
+    against a hash set of them instead of being shuffled.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    other: DataFrame
+    noun: str
+    critical: bool = True
+    broadcast: bool = False
+
+
+@dataclass(frozen=True)
+class TallyCheck:
+    """Fail when ``found`` is not zero: something counted before staging (rows set aside)."""
+
+    name: str
+    found: int
+    noun: str
+    critical: bool = True
+
+
+Check = RowCheck | UniqueCheck | CountCheck | UntypeableCheck | DisjointCheck | TallyCheck
 
 
 def observe_untypeable(
@@ -193,6 +220,18 @@ def check_partitions(
         elif isinstance(check, UntypeableCheck):
             bad, observed = untypeable_observed(check)
             passed = bad == 0
+        elif isinstance(check, DisjointCheck):
+            keys = frame.select(*check.columns).distinct()
+            clashing = check.other.join(
+                F.broadcast(keys) if check.broadcast else keys, list(check.columns), "left_semi"
+            )
+            found = clashing.select(*check.columns).distinct().count()
+            observed = f"{found} {'/'.join(check.columns)} also in {check.noun}"
+            if found:
+                observed += _examples(clashing, partition_by)
+            passed = found == 0
+        elif isinstance(check, TallyCheck):
+            observed, passed = f"{check.found} {check.noun}", check.found == 0
         else:
             observed = f"{rows} rows; {check.expected} expected from {check.source}"
             passed = rows == check.expected

@@ -26,13 +26,40 @@ Partitions: ``client_id`` / ``date`` = UTC date of the execution's trigger (its 
 event when the trigger is missing), so an execution that spans midnight lands whole in the
 partition of the day it was triggered.
 
-Scope of a run (``--dates``): executions last minutes, never more than one midnight, so
-bronze is read for [min(dates) - 2 days, max(dates) + 2 days]. Every execution with an
-event on one of the dates is affected; its partition is rewritten with all the
-executions triggered that day. The partition it was published in before is rewritten
-too: an execution whose trigger arrives late (in a later export than its other events)
-moves to the day before, and must not stay behind in its old partition. The extra day on
-each side makes sure every execution of a rewritten partition is read whole.
+Tenants: all events of one execution belong to one client. A token whose events carry
+more than one ``client_id`` is never merged into a row: the execution is quarantined
+whole (its bronze events go to ``quarantine/<output>/run=<run id>/`` with ``reason``),
+counted by the warning check ``execution_token_single_client``, and a row published for
+it before is removed. Quarantine rather than a critical check, because bronze is
+immutable: a failing check would block every later run; rather than a split per client,
+because which client's execution it really is cannot be told from the events.
+
+Scope of a run. Events may arrive any number of days after their execution's trigger
+(a BLOCKED execution submitted days later), and in any order of exports; no window of
+dates is assumed:
+
+- full build: every execution, from all of bronze.
+- ``--start-date/--end-date`` (backfill): every execution whose partition date is in the
+  range, replayed from all its events, before or after the range (never a partial row);
+  the range's published partitions are rewritten even if nothing is left in them. An
+  execution of the range that the output has outside it (a stale output) fails
+  ``execution_id_unique_in_dataset``: rebuild a wider range, or in full.
+- ``--dates`` (daily): the executions with an event in the new files (or on the dates)
+  are *touched*. Their events are found by token on any date (:func:`events_of`: one
+  scan of the token column, then only the dates that hold them). Where they were
+  published before is where their events from before the new files put them (with
+  ``--dates`` alone: looked up by token over the whole output). The partitions they fall
+  in now and were published in before are rewritten; the other executions there are
+  kept as published.
+
+``execution_id`` is checked unique in the staged partitions and against the rest of the
+output (``execution_id_unique_in_dataset``): a daily run looks up every token it writes
+by token over the whole output; a full build or backfill reads the partitions it does
+not rewrite. The reconciliation counts what bronze puts in the rewritten partitions:
+the touched executions (exactly) and the others found on those partitions' dates, less
+those the output has elsewhere (their trigger lies on an earlier day); one that the
+output has nowhere is located from all its events, and replayed if its partition is not
+published yet (a new ``_v2`` output), else the count fails (a published partition lost it).
 """
 
 from __future__ import annotations
@@ -40,7 +67,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -61,7 +88,9 @@ from spark_jobs.common.bronze import BRONZE_EVENTS
 from spark_jobs.common.checks import (
     Check,
     CountCheck,
+    DisjointCheck,
     RowCheck,
+    TallyCheck,
     UniqueCheck,
     UntypeableCheck,
     not_null,
@@ -72,14 +101,14 @@ from spark_jobs.common.datasets import (
     MONEY,
     SLIPPAGE,
     Layout,
-    date_between,
     in_partitions,
+    partition_key,
     read_dataset,
     read_files,
     read_partitions,
 )
 from spark_jobs.common.decimals import typed
-from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path
+from spark_jobs.common.lake import LakeFS, dataset_uri, partition_path, partition_paths
 from spark_jobs.common.output import Output, write_checked
 from spark_jobs.common.report import Report
 from spark_jobs.common.session import shuffle_partitions
@@ -215,7 +244,10 @@ def build_stop_executions(
     )
     ids = F.transform("_sorted", lambda e: e["event_id"])
     replay = F.filter("_sorted", lambda e, i: F.array_position(ids, e["event_id"]) == i + 1)
-    staged = collected.select("execution_token", replay.alias("_e"))
+    clients = F.array_compact(F.array_distinct(F.transform("_sorted", lambda e: e["client_id"])))
+    # A token whose events carry two clients is never merged into one row (see the module
+    # docstring): the callers quarantine it; here it is dropped, whoever the caller is.
+    staged = collected.filter(F.size(clients) <= 1).select("execution_token", replay.alias("_e"))
 
     def of_kind(kind: str, position: int) -> Column:
         """Return the first (1) or last (-1) event of type ``kind`` (null if none)."""
@@ -282,13 +314,15 @@ def build_stop_executions(
 
 
 def execution_partitions(events: DataFrame) -> DataFrame:
-    """Return (execution_token, client_id, date, first_date) per execution, from the
-    events alone.
+    """Return (execution_token, client_id, date, first_date, mixed) per execution, from
+    the events alone.
 
     ``client_id`` / ``date`` are the partition the replay puts each execution in (its
     trigger's client and UTC date, else its first event's); ``first_date`` is the date
-    of its first event (all its events lie on that day or the next). Plain min
-    aggregates: cheap next to the replay, and repeated events change nothing.
+    of its first event; ``mixed`` says its events carry more than one client_id (it is
+    quarantined, never published). Plain min/max aggregates: cheap next to the replay,
+    and repeated events change nothing. Exact only if ``events`` holds every event of
+    each execution (:func:`events_of`).
     """
     is_trigger = F.col("event_type") == TRIGGERED
     return (
@@ -302,67 +336,68 @@ def execution_partitions(events: DataFrame) -> DataFrame:
                 F.coalesce(F.min(F.when(is_trigger, F.col("occurred_at"))), F.min("occurred_at"))
             ).alias("date"),
             F.to_date(F.min("occurred_at")).alias("first_date"),
+            F.coalesce(F.min("client_id") != F.max("client_id"), F.lit(False)).alias("mixed"),
         )
     )
+
+
+def events_of(bronze: DataFrame, tokens: DataFrame) -> DataFrame:
+    """Return every event in ``bronze`` of the executions in ``tokens``, whatever its date.
+
+    Events may arrive any number of days after their execution's trigger, so no window of
+    dates is assumed: one scan of the token column (the date comes from the path) finds
+    the dates that hold them, then only those dates are read whole. ``tokens`` is small
+    (an increment's executions): it is broadcast, so the scans are not shuffled.
+    """
+    wanted = F.broadcast(tokens.select("execution_token").distinct())
+    holding = bronze.select("execution_token", "date").join(wanted, "execution_token", "left_semi")
+    dates = sorted(row.date for row in holding.select("date").distinct().collect())
+    return bronze.filter(F.col("date").isin(dates)).join(wanted, "execution_token", "left_semi")
 
 
 @dataclass(frozen=True)
 class Increment:
-    """What an incremental run rewrites, found from cheap aggregates over the events."""
+    """What an incremental run rewrites, found from the touched executions' events."""
 
     partitions: dict[str, date | None]  # path (client_id=1/date=...) -> its date
-    executions: int  # executions that bronze puts in those partitions (reconciliation)
-    untouched: frozenset[str]  # partitions that also hold executions not touched
-    first_dates: tuple[date, date] | None  # first-event dates of the touched executions
+    executions: int  # touched executions to publish (all of them fall in ``partitions``)
+    quarantined: tuple[str, ...]  # touched tokens whose events carry several clients
 
 
-def plan_increment(
-    located: DataFrame, touched: DataFrame, previous: DataFrame | None = None
-) -> Increment:
-    """Return the partitions that the ``touched`` executions fall in, now or before.
+def plan_increment(located: DataFrame, previous: DataFrame) -> Increment:
+    """Return the partitions that the touched executions fall in, now or before.
 
-    ``located`` is :func:`execution_partitions` (where each execution belongs now);
+    ``located`` is :func:`execution_partitions` of every event of the touched executions;
     ``previous`` holds (execution_token, client_id, date) of the output as it stands,
-    where an execution may sit elsewhere (its trigger arrived late). One small collect.
+    looked up by token over the whole output: an execution sits elsewhere when its
+    trigger arrived late, and a quarantined one must leave its old partition. One collect.
     """
-    marked = located.join(touched.withColumn("_touched", F.lit(1)), "execution_token", "left")
-    is_touched = F.col("_touched").isNotNull()
-    per_partition = marked.groupBy(*PARTITIONS).agg(
-        F.count("*").alias("executions"),
-        F.count("_touched").alias("touched"),
-        F.min(F.when(is_touched, F.col("first_date"))).alias("first_from"),
-        F.max(F.when(is_touched, F.col("first_date"))).alias("first_until"),
-        F.lit(False).alias("before"),
+    now = located.select(
+        *PARTITIONS,
+        F.when(~F.col("mixed"), F.lit(1)).alias("publish"),
+        F.when(F.col("mixed"), F.col("execution_token")).alias("quarantine"),
     )
-    if previous is not None:
-        before = previous.join(touched, "execution_token", "left_semi").select(
-            *PARTITIONS,
-            F.lit(0).cast(LongType()).alias("executions"),
-            F.lit(0).cast(LongType()).alias("touched"),
-            F.lit(None).cast(DateType()).alias("first_from"),
-            F.lit(None).cast(DateType()).alias("first_until"),
-            F.lit(True).alias("before"),
+    before = previous.select(
+        *PARTITIONS,
+        F.lit(None).cast(IntegerType()).alias("publish"),
+        F.lit(None).cast(StringType()).alias("quarantine"),
+    )
+    rows = (
+        now.unionByName(before)
+        .groupBy(*PARTITIONS)
+        .agg(
+            F.count("publish").alias("executions"),
+            F.count(F.lit(1)).alias("rows"),
+            F.collect_list("quarantine").alias("quarantine"),
         )
-        per_partition = (
-            per_partition.unionByName(before)
-            .groupBy(*PARTITIONS)
-            .agg(
-                F.sum("executions").alias("executions"),
-                F.sum("touched").alias("touched"),
-                F.min("first_from").alias("first_from"),
-                F.max("first_until").alias("first_until"),
-                F.max("before").alias("before"),
-            )
-        )
-    rows = per_partition.filter((F.col("touched") > 0) | F.col("before")).collect()
-    paths = {partition_path(PARTITIONS, (row.client_id, row.date)): row for row in rows}
-    froms = [row.first_from for row in rows if row.first_from is not None]
-    untils = [row.first_until for row in rows if row.first_until is not None]
+        .collect()
+    )
+    # A partition holding only quarantined executions (and published nowhere) is left out.
+    kept = [row for row in rows if row.executions or row.rows > len(row.quarantine)]
     return Increment(
-        partitions={path: row.date for path, row in paths.items()},
+        partitions={partition_path(PARTITIONS, (r.client_id, r.date)): r.date for r in kept},
         executions=sum(row.executions for row in rows),
-        untouched=frozenset(p for p, row in paths.items() if row.executions > row.touched),
-        first_dates=(min(froms), max(untils)) if froms else None,
+        quarantined=tuple(sorted(t for row in rows for t in row.quarantine)),
     )
 
 
@@ -372,8 +407,9 @@ def merge_increment(
     """Return the whole content of ``partitions`` after an incremental replay.
 
     ``replayed`` holds the executions of the tokens in ``rebuilt``, replayed again;
-    ``current`` the rows published in those partitions (paths) so far. The executions not rebuilt
-    are kept as published; a rebuilt one replaces its old row wherever that was.
+    ``current`` the rows published in those partitions (paths) so far. The executions not
+    rebuilt are kept as published; a rebuilt one replaces its old row wherever that was
+    (or disappears, if it is quarantined now).
     """
     kept = current.join(rebuilt, "execution_token", "left_anti")
     return in_partitions(replayed, PARTITIONS, partitions).unionByName(
@@ -381,21 +417,29 @@ def merge_increment(
     )
 
 
-def expected_executions(events: DataFrame, executions: DataFrame) -> int:
-    """Return how many executions the input events hold for ``executions``' partitions
-    (the bronze side of the row-count reconciliation)."""
-    partitions = executions.select(*PARTITIONS).distinct()
-    return execution_partitions(events).join(partitions, list(PARTITIONS), "left_semi").count()
+QUARANTINE_REASON = "execution_token spans clients"
 
 
-def quality_checks(expected_rows: int, untypeable: Observation | None = None) -> list[Check]:
-    """Return the contract of silver.stop_executions (SPEC §4) plus reconciliation
-    (``untypeable``: payload values nulled, see :func:`build_stop_executions`)."""
+def quality_checks(
+    expected_rows: int,
+    quarantined: int = 0,
+    elsewhere: DataFrame | None = None,
+    few: bool = False,
+    untypeable: Observation | None = None,
+) -> list[Check]:
+    """Return the contract of silver.stop_executions (SPEC §4) plus reconciliation.
+
+    ``quarantined``: executions set aside because their token spans clients (a warning
+    shown on the run); ``elsewhere``: the output's rows outside the partitions this run
+    rewrites, against which ``execution_id`` must stay unique too (``few``: the staged
+    rows are an increment's, few enough to broadcast); ``untypeable``: payload values
+    nulled, see :func:`build_stop_executions`.
+    """
     slippage = F.abs(F.col("slippage_pct"))
     observed: list[Check] = (
         [] if untypeable is None else [UntypeableCheck(untypeable, ("strategy_id",))]
     )
-    return [
+    checks: list[Check] = [
         not_null("execution_id"),
         not_null("operation_id"),
         not_null("status"),
@@ -413,7 +457,25 @@ def quality_checks(expected_rows: int, untypeable: Observation | None = None) ->
             "EXECUTED rows without fill_price",
         ),
         UniqueCheck("execution_id_unique", ("execution_id",)),
+    ]
+    if elsewhere is not None:
+        checks.append(
+            DisjointCheck(
+                "execution_id_unique_in_dataset",
+                ("execution_id",),
+                elsewhere,
+                "partitions this run does not rewrite",
+                broadcast=few,
+            )
+        )
+    checks += [
         CountCheck("row_count_matches_bronze", expected_rows, "distinct bronze execution_tokens"),
+        TallyCheck(
+            "execution_token_single_client",
+            quarantined,
+            f"executions quarantined ({QUARANTINE_REASON})",
+            critical=False,
+        ),
         RowCheck(
             "trigger_event_present",
             F.col("triggered_at").isNull(),
@@ -428,9 +490,42 @@ def quality_checks(expected_rows: int, untypeable: Observation | None = None) ->
         ),
         *observed,
     ]
+    return checks
 
 
 # --- entry point -------------------------------------------------------------------------
+
+
+def quarantine(
+    spark: SparkSession, config: JobConfig, events: DataFrame, tokens: Sequence[str]
+) -> None:
+    """Write the events of ``tokens`` under ``quarantine/<output>/run=<run id>/``, each
+    with the reason (nothing is written when there are none)."""
+    if not tokens:
+        return
+    output = (config.output or DATASET).replace(".", "/", 1)
+    (
+        events.filter(F.col("execution_token").isin(list(tokens)))
+        .withColumn("reason", F.lit(QUARANTINE_REASON))
+        .coalesce(1)
+        .write.mode("overwrite")
+        .parquet(f"{config.lake_uri}/quarantine/{output}/run={config.run_id}")
+    )
+
+
+def published_outside(
+    spark: SparkSession, config: JobConfig, staged: DataFrame, also_replace: Sequence[str] = ()
+) -> DataFrame:
+    """Return the output's published rows outside the partitions that ``staged`` (plus
+    ``also_replace``) will replace: what must not hold a staged execution_id again.
+
+    Only the partitions outside are read (none: an empty frame, and no join at all)."""
+    assert config.output
+    layout = LAYOUT.renamed(config.output)
+    targets = partition_paths(PARTITIONS, staged.select(*PARTITIONS).distinct().collect())
+    live = dataset_uri(config.lake_uri, layout.dataset)
+    outside = set(LakeFS(spark).partitions(live, PARTITIONS)) - {*targets, *also_replace}
+    return read_partitions(spark, config.lake_uri, layout, sorted(outside))
 
 
 def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
@@ -441,87 +536,148 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
         with shuffle_partitions(spark, max(4, 2 * spark.sparkContext.defaultParallelism)):
             run_increment(spark, config, report)
         return
-    first = last = None
-    if config.mode == "range":
-        assert config.start_date is not None
-        assert config.end_date is not None
-        first, last = config.start_date - timedelta(days=1), config.end_date + timedelta(days=1)
-    events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first, last)
+    assert config.output
+    events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS)
     report.inputs["bronze.events"] = events.count()
-
+    located = execution_partitions(events)
+    also_replace: list[str] = []
+    if config.mode == "range":
+        # Every execution triggered in the range is replayed whole, with its events from
+        # before or after the range (a late event is on any later date): a backfill never
+        # publishes a partial row. Its partitions are rewritten even if none is left.
+        located = located.filter(F.col("date").between(config.start_date, config.end_date))
+        live = dataset_uri(config.lake_uri, config.output)
+        first, last = str(config.start_date), str(config.end_date)
+        also_replace = [
+            path
+            for path in LakeFS(spark).partitions(live, PARTITIONS)
+            if first <= path.rsplit("date=", 1)[-1] <= last
+        ]
+    (tally,) = located.agg(
+        F.count_if(~F.col("mixed")).alias("executions"),
+        F.collect_list(F.when(F.col("mixed"), F.col("execution_token"))).alias("quarantine"),
+    ).collect()
     in_scope = events
     if config.mode == "range":
-        # Only the executions of the dates in range are replayed (the replay is the
-        # costly part); which they are comes from cheap aggregates over the events.
-        tokens = execution_partitions(events).filter(
-            F.col("date").between(config.start_date, config.end_date)
-        )
-        in_scope = events.join(tokens.select("execution_token"), "execution_token", "left_semi")
+        in_scope = events.join(located.select("execution_token"), "execution_token", "left_semi")
+    quarantine(spark, config, events, tally.quarantine)
     untypeable = Observation()
     executions = build_stop_executions(in_scope, built_at=datetime.now(UTC), untypeable=untypeable)
-    if config.mode == "range":
-        executions = executions.filter(F.col("date").between(config.start_date, config.end_date))
 
     def checks(staged: DataFrame) -> list[Check]:
-        return quality_checks(expected_executions(events, staged), untypeable)
+        elsewhere = published_outside(spark, config, staged, also_replace)
+        return quality_checks(
+            tally.executions, len(tally.quarantine), elsewhere, untypeable=untypeable
+        )
 
-    output = Output(config.output or DATASET, OUTPUT.partition_by, OUTPUT.sort_by)
-    write_checked(spark, config, executions, output, checks, report)
+    output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
+    write_checked(spark, config, executions, output, checks, report, also_replace=also_replace)
 
 
 def run_increment(spark: SparkSession, config: JobConfig, report: Report) -> None:
     """Replay the executions that new bronze events touch and merge them into the output.
 
     New events are those of ``--new-files`` if given, else every event on ``--dates``.
-    Only the touched executions are replayed; the other executions of the partitions
-    they fall in (now, or as published before) are kept as published. A partition that
-    is not published yet (a new ``_v2`` output, a lost partition) is replayed whole. The
-    reconciliation counts every execution that bronze puts in the rewritten partitions.
+    The touched executions are replayed from all their events, found by token on any
+    date; the partitions they were published in are rewritten too. The other executions
+    of those partitions are kept as published; one that bronze puts there but that is
+    published nowhere is replayed if its partition is not published yet (a new ``_v2``
+    output, a lost partition), else the reconciliation fails. ``execution_id`` is
+    checked against the whole output, not only the rewritten partitions.
     """
     assert config.output
-    day = timedelta(days=1)
-    first, last = config.dates[0], config.dates[-1]
-    # A touched execution's events lie within a day of its new ones; the executions of
-    # the partitions it falls in, within a day of those.
-    events = read_dataset(spark, config.lake_uri, BRONZE_EVENTS, first - 2 * day, last + 2 * day)
+    layout = LAYOUT.renamed(config.output)
+    bronze = read_dataset(spark, config.lake_uri, BRONZE_EVENTS)
+    silver = read_dataset(spark, config.lake_uri, layout)
     if config.new_files:
         new = read_files(spark, config.lake_uri, BRONZE_EVENTS, config.new_files)
     else:
-        new = events.filter(F.col("date").isin(list(config.dates)))
+        new = bronze.filter(F.col("date").isin(list(config.dates)))
     per_token = new.groupBy("execution_token").agg(F.count("*").alias("events")).cache()
-    located = execution_partitions(events)
+    where: DataFrame | None = None
     try:
         touched = per_token.filter(F.col("execution_token").isNotNull()).select("execution_token")
-        layout = LAYOUT.renamed(config.output)
-        previous = read_dataset(spark, config.lake_uri, layout, first - day, last + day)
-        plan = plan_increment(located, touched, previous.select("execution_token", *PARTITIONS))
+        if config.new_files:
+            # Where the output has a touched execution is where its events from before
+            # this run's files put it: no scan of the output needed for that. (Should it
+            # be elsewhere all the same, execution_id_unique_in_dataset fails the run.)
+            parts = F.split(F.input_file_name(), "/")
+            files = F.concat_ws("/", F.element_at(parts, -2), F.element_at(parts, -1))
+            new_files = sorted({"/".join(key.split("/")[-2:]) for key in config.new_files})
+            touched_events = events_of(bronze.withColumn("_new", files.isin(new_files)), touched)
+            before = execution_partitions(touched_events.filter(~F.col("_new")))
+            previous = before.filter(~F.col("mixed")).select("execution_token", *PARTITIONS)
+            touched_events = touched_events.drop("_new")
+        else:  # every event of the dates counts as new: look the tokens up in the output
+            touched_events = events_of(bronze, touched)
+            previous = silver.select("execution_token", *PARTITIONS).join(
+                F.broadcast(touched), "execution_token", "left_semi"
+            )
+        plan = plan_increment(execution_partitions(touched_events), previous)
+        paths = sorted(plan.partitions)
         live = dataset_uri(config.lake_uri, layout.dataset)
-        published = LakeFS(spark).existing(live, PARTITIONS, plan.partitions)
+        published = LakeFS(spark).existing(live, PARTITIONS, paths)
+        current = read_partitions(spark, config.lake_uri, layout, published)
 
-        # Replayed: the touched executions, from their first event's day to the next.
-        # A partition not published yet (a new _v2 output, a lost partition) that holds
-        # other executions too is replayed whole, from the whole window.
-        rebuilt, window = touched, events
-        whole = sorted(plan.untouched - set(published))
-        if whole:
-            others = in_partitions(located, PARTITIONS, whole).select("execution_token")
-            rebuilt = rebuilt.unionByName(others).distinct()
-        elif plan.first_dates is not None:
-            window = events.filter(date_between(plan.first_dates[0], plan.first_dates[1] + day))
+        # The other executions of those partitions, as bronze places them: each has its
+        # trigger (or, lacking one, its first event) on one of their dates.
+        days = sorted({d for d in plan.partitions.values() if d is not None})
+        others = in_partitions(
+            execution_partitions(bronze.filter(F.col("date").isin(days))), PARTITIONS, paths
+        ).join(F.broadcast(touched), "execution_token", "left_anti")
+        # Where the output has them (and every other token this run writes), by token.
+        lookup = (
+            touched.unionByName(others.select("execution_token"))
+            .unionByName(current.select("execution_token"))
+            .distinct()
+        )
+        where = (
+            silver.select("execution_token", "execution_id", *PARTITIONS)
+            .join(F.broadcast(lookup), "execution_token", "left_semi")
+            .withColumn("_rewritten", partition_key(PARTITIONS).isin(paths))
+            .persist()
+        )
+        placed = where.groupBy("execution_token").agg(F.max("_rewritten").alias("_rewritten"))
+        # An execution that only looks like one of these partitions' from their dates
+        # (its trigger is on an earlier day) is published elsewhere: not counted.
+        (tally,) = (
+            others.join(placed, "execution_token", "left")
+            .agg(
+                F.count_if(F.col("_rewritten")).alias("kept"),
+                F.count_if(F.col("_rewritten").isNull()).alias("lost"),
+            )
+            .collect()
+        )
+        expected = plan.executions + tally.kept
+        rebuilt, replay_events = touched, touched_events
+        if tally.lost:
+            # Published nowhere: where it belongs comes from all its events.
+            lost = others.join(placed, "execution_token", "left_anti").select("execution_token")
+            lost_events = events_of(bronze, lost)
+            lost_here = in_partitions(execution_partitions(lost_events), PARTITIONS, paths)
+            lost_here = lost_here.filter(~F.col("mixed")).select("execution_token", *PARTITIONS)
+            expected += lost_here.count()
+            unpublished = sorted(set(paths) - set(published))
+            whole = in_partitions(lost_here, PARTITIONS, unpublished).select("execution_token")
+            rebuilt = touched.unionByName(whole)
+            replay_events = touched_events.unionByName(
+                lost_events.join(F.broadcast(whole), "execution_token", "left_semi")
+            )
         rebuilt = F.broadcast(rebuilt)  # tens of thousands of tokens: a few MB
+        quarantine(spark, config, touched_events, plan.quarantined)
         untypeable = Observation()
         replayed = build_stop_executions(
-            window.join(rebuilt, "execution_token", "left_semi"),
-            built_at=datetime.now(UTC),
-            untypeable=untypeable,
+            replay_events, built_at=datetime.now(UTC), untypeable=untypeable
         )
-        current = read_partitions(spark, config.lake_uri, layout, published)
-        executions = merge_increment(replayed, rebuilt, current, sorted(plan.partitions))
+        executions = merge_increment(replayed, rebuilt, current, paths)
         output = Output(config.output, OUTPUT.partition_by, OUTPUT.sort_by)
-        checks = quality_checks(plan.executions, untypeable)
-        write_checked(
-            spark, config, executions, output, checks, report, also_replace=sorted(plan.partitions)
+        elsewhere = where.filter(~F.col("_rewritten")).select("execution_id", *PARTITIONS)
+        checks = quality_checks(
+            expected, len(plan.quarantined), elsewhere, few=True, untypeable=untypeable
         )
+        write_checked(spark, config, executions, output, checks, report, also_replace=paths)
         report.inputs["bronze.events"] = per_token.agg(F.sum("events")).first()[0] or 0
     finally:
         per_token.unpersist()
+        if where is not None:
+            where.unpersist()

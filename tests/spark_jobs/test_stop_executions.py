@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -12,16 +15,19 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common.checks import run_checks
+from spark_jobs.main import main
 from spark_jobs.silver.stop_executions import (
     EXECUTION_NAMESPACE,
+    SCHEMA,
     build_stop_executions,
+    events_of,
     execution_partitions,
     merge_increment,
     plan_increment,
     quality_checks,
     uuid5_column,
 )
-from tests.spark_jobs.builders import day, event, events_frame, ts, utc
+from tests.spark_jobs.builders import day, event, events_frame, ts, utc, write_bronze
 
 pytestmark = pytest.mark.spark
 
@@ -212,58 +218,87 @@ def test_an_increment_covers_the_partitions_of_the_touched_executions(
     spark: SparkSession,
 ) -> None:
     rows = [
-        # triggered on the 27th, finished on the 28th: a new event on the 28th touches it
+        # triggered on the 27th, finished on the 28th
         event("night", T, "2024-12-27 23:59:50"),
         event("night", S, "2024-12-28 00:00:05"),
-        event("morning", T, "2024-12-27 09:00:00"),  # same partition, untouched
-        event("day-before", T, "2024-12-26 09:00:00"),
+        # blocked on the 20th, submitted and executed a week later: still the 20th's
+        event("week", T, "2024-12-20 09:00:00"),
+        event("week", B, "2024-12-20 09:00:01"),
+        event("week", S, "2024-12-27 09:00:00"),
         event("on-the-day", T, "2024-12-28 09:00:00", client_id=3),
         # no trigger in bronze: it belongs to its first event's day
         event("no-trigger", S, "2024-12-28 10:00:00", client_id=4),
+        # two clients under one token: quarantined, its partition not rewritten for it
+        event("mixed", T, "2024-12-25 10:00:00", client_id=5),
+        event("mixed", S, "2024-12-25 10:00:01", client_id=6),
     ]
     located = execution_partitions(events_frame(spark, rows))
-    plan = plan_increment(located, tokens(spark, "night", "on-the-day", "no-trigger"))
-    # (1, 27th) is rewritten whole: "night" and "morning"; the 26th is untouched.
+    previous = spark.createDataFrame([], "execution_token string, client_id long, date date")
+    plan = plan_increment(located, previous)
     assert plan.partitions == {
+        "client_id=1/date=2024-12-20": day("2024-12-20"),
         "client_id=1/date=2024-12-27": day("2024-12-27"),
         "client_id=3/date=2024-12-28": day("2024-12-28"),
         "client_id=4/date=2024-12-28": day("2024-12-28"),
     }
     assert plan.executions == 4
-    assert plan.untouched == {"client_id=1/date=2024-12-27"}  # "morning"
-    assert plan.first_dates == (day("2024-12-27"), day("2024-12-28"))
+    assert plan.quarantined == ("mixed",)
 
 
 def test_an_increment_covers_where_an_execution_was_published_before(
     spark: SparkSession,
 ) -> None:
-    # Published before its trigger arrived: submitted after midnight, so it sat in the 28th.
+    # As published by earlier runs, wherever that was (found by token, any date).
     previous = spark.createDataFrame(
         [
-            ("late-trigger", 1, day("2024-12-28")),
-            ("stays", 1, day("2024-12-28")),
-            ("alone", 1, day("2024-12-29")),
+            ("late-trigger", 1, day("2024-12-28")),  # its trigger was not exported yet
+            ("now-mixed", 2, day("2024-12-10")),  # gets an event of another client
         ],
         "execution_token string, client_id long, date date",
     )
     rows = [
         event("late-trigger", T, "2024-12-27 23:59:58"),  # the late export, dated the 27th
         event("late-trigger", S, "2024-12-28 00:00:03"),
-        event("stays", T, "2024-12-28 08:00:00"),
-        event("alone", T, "2024-12-28 23:59:59"),  # also late; it was alone on the 29th
-        event("alone", S, "2024-12-29 00:00:01"),
+        event("now-mixed", T, "2024-12-10 08:00:00", client_id=2),
+        event("now-mixed", S, "2024-12-20 08:00:00", client_id=1),
     ]
-    located = execution_partitions(events_frame(spark, rows))
-    plan = plan_increment(located, tokens(spark, "late-trigger", "alone"), previous)
-    # The 28th is rewritten with "stays" and "alone", without "late-trigger"; the 29th
-    # is left with no execution at all (it is removed).
+    plan = plan_increment(execution_partitions(events_frame(spark, rows)), previous)
+    # The 28th loses "late-trigger"; the 10th loses "now-mixed", which goes to quarantine.
     assert sorted(plan.partitions) == [
         "client_id=1/date=2024-12-27",
         "client_id=1/date=2024-12-28",
-        "client_id=1/date=2024-12-29",
+        "client_id=2/date=2024-12-10",
     ]
-    assert plan.executions == 3
-    assert plan.untouched == {"client_id=1/date=2024-12-28"}  # "stays"
+    assert plan.executions == 1
+    assert plan.quarantined == ("now-mixed",)
+
+
+def test_events_of_finds_an_executions_events_on_any_date(spark: SparkSession) -> None:
+    rows = [
+        event("slow", T, "2024-12-01 10:00:00"),
+        event("other", T, "2024-12-01 10:00:00"),
+        event("slow", S, "2024-12-11 10:00:00"),  # ten days later
+        event("other", S, "2024-12-05 10:00:00"),
+    ]
+    found = events_of(events_frame(spark, rows), tokens(spark, "slow"))
+    assert sorted((r.execution_token, str(r.date)) for r in found.collect()) == [
+        ("slow", "2024-12-01"),
+        ("slow", "2024-12-11"),
+    ]
+
+
+def test_a_token_spanning_clients_is_never_merged_into_one_row(spark: SparkSession) -> None:
+    rows = [
+        event("shared", T, "2024-12-27 10:00:00", client_id=1),
+        event("shared", F_, "2024-12-27 10:00:01", client_id=2, error_message="client 2's"),
+        event("alone", T, "2024-12-27 10:00:00", client_id=2),
+    ]
+    assert [r.execution_token for r in replay(spark, rows).collect()] == ["alone"]
+    located = {
+        r.execution_token: r.mixed
+        for r in execution_partitions(events_frame(spark, rows)).collect()
+    }
+    assert located == {"shared": True, "alone": False}
 
 
 def test_an_increment_replaces_rebuilt_executions_and_keeps_the_others(
@@ -376,3 +411,217 @@ def test_reconciliation_fails_when_rows_do_not_match_bronze(spark: SparkSession)
         "2 rows; 3 expected from distinct bronze execution_tokens",
         True,
     )
+
+
+# --- late arrivals: daily runs give exactly the silver of a full rebuild -----------------
+
+PATHS = (
+    (T, S, X),
+    (T, S, F_),
+    (T, S, F_, S, X),
+    (T, "KILL_SWITCH", B),
+    (T, "STALE_PRICE"),
+    (T, S),
+)
+
+
+def late_exports(seed: int, executions: int = 24, exports: int = 5) -> list[list[dict]]:
+    """Return bronze exports (lists of events) of ``executions`` random executions.
+
+    Each execution starts on one of four days (at any second, so some span midnight);
+    each of its later events comes seconds after the one before, or 0-10 days later.
+    Every event lands in a random export, so a trigger may be exported after the events
+    that follow it; one event is exported twice (a bronze duplicate), and one execution
+    may get an event of another client (a token spanning clients).
+    """
+    rng = random.Random(seed)
+    made: list[tuple[datetime, dict]] = []
+    for n in range(executions):
+        client = rng.choice((1, 2))
+        at = datetime(2024, 12, 1) + timedelta(days=rng.randrange(4), seconds=rng.randrange(86400))
+        for i, kind in enumerate(rng.choice(PATHS)):
+            if i:
+                late = rng.random() < 0.3
+                at += timedelta(days=rng.randint(0, 10)) if late else timedelta(seconds=1)
+                at += timedelta(seconds=rng.randrange(60))
+            made.append((at, {"token": f"t{n}", "kind": kind, "client": client, "retry": i // 3}))
+    if rng.random() < 0.6:
+        at, spec = rng.choice(made)
+        made.append((at + timedelta(seconds=5), {**spec, "kind": S, "client": 3}))
+    placed = [(rng.randrange(exports), at, spec) for at, spec in made]
+    batches: list[list[dict]] = [[] for _ in range(exports)]
+    # event_seq follows export order (what the backend recorded first comes first).
+    for seq, (batch, at, spec) in enumerate(sorted(placed, key=lambda p: (p[0], p[1])), 1):
+        outcome = {}
+        if spec["kind"] == X:
+            outcome = {"fill_price": "95000", "slippage_pct": "0.1052", "exchange_order_id": "9"}
+        elif spec["kind"] in (F_, B, "KILL_SWITCH", "STALE_PRICE"):
+            outcome = {"error_message": f"{spec['kind']} {seq}"}
+        batches[batch].append(
+            event(
+                spec["token"],
+                spec["kind"],
+                at.strftime("%Y-%m-%d %H:%M:%S"),
+                seq=seq,
+                client_id=spec["client"],
+                operation_id=100 + int(spec["token"][1:]),
+                retry_count=spec["retry"],
+                **outcome,
+            )
+        )
+    duplicated = rng.choice([e for batch in batches for e in batch])
+    batches[rng.randrange(exports)].append(dict(duplicated))
+    return [batch for batch in batches if batch]
+
+
+def run_job(lake: Path, tmp_path: Path, *args: str) -> dict:
+    """Run silver.stop_executions in-process (the shared session); return its result."""
+    result = tmp_path / f"result-{len(list(tmp_path.glob('result-*')))}.json"
+    code = main(
+        ["silver.stop_executions", "--lake-uri", str(lake), "--run-id", "9",
+         "--result-file", str(result), "--overwrite", *args]
+    )  # fmt: skip
+    outcome = json.loads(result.read_text())
+    assert code == 0, outcome["error"]
+    assert not [c for c in outcome["checks"] if c["critical"] and not c["passed"]]
+    return outcome
+
+
+def published(spark: SparkSession, lake: Path, dataset: str) -> DataFrame:
+    return (
+        spark.read.schema(SCHEMA)
+        .parquet(str(lake / dataset.replace(".", "/")))
+        .drop("created_at")
+        .localCheckpoint()
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_daily_runs_over_late_arrivals_give_the_silver_of_a_full_rebuild(
+    spark: SparkSession, lake: Path, tmp_path: Path, seed: int
+) -> None:
+    exports = late_exports(seed)
+    rng = random.Random(seed)
+    for n, batch in enumerate(exports):
+        files = write_bronze(lake, "events", batch, name=f"part-{n:08d}-0000")
+        if n == 0:
+            run_job(lake, tmp_path)  # the first run is a full build, as run_silver's
+            continue
+        dates = sorted({str(e["date"]) for e in batch})
+        args = ["--dates", ",".join(dates)]
+        if rng.random() < 0.7:  # else every event of those dates counts as new
+            keys = [str(f.relative_to(lake)) for f in files]
+            args += ["--new-files", ",".join(keys)]
+        outcome = run_job(lake, tmp_path, *args)
+        assert "execution_id_unique_in_dataset" in {c["check"] for c in outcome["checks"]}
+    run_job(lake, tmp_path, "--output", "silver.stop_executions_v2")
+
+    daily = published(spark, lake, "silver.stop_executions")
+    rebuilt = published(spark, lake, "silver.stop_executions_v2")
+    assertDataFrameEqual(daily, rebuilt)
+    tokens = {e["execution_token"] for batch in exports for e in batch}
+    mixed = {
+        t
+        for t in tokens
+        if len({e["client_id"] for b in exports for e in b if e["execution_token"] == t}) > 1
+    }
+    assert {r.execution_token for r in rebuilt.collect()} == tokens - mixed
+
+
+def test_an_execution_id_published_outside_the_rewritten_partitions_fails(
+    spark: SparkSession,
+) -> None:
+    good = _good(spark)
+    # "a" is also published on the 20th, a partition the run does not rewrite.
+    elsewhere = good.filter(F.col("execution_token") == "a").withColumn(
+        "date", F.lit(day("2024-12-20"))
+    )
+    checks = quality_checks(2, quarantined=1, elsewhere=elsewhere)
+    results = {
+        r.check: (r.passed, r.observed, r.critical)
+        for r in run_checks(good, "silver.stop_executions", checks, ("client_id", "date"))
+    }
+    assert results["execution_id_unique_in_dataset"] == (
+        False,
+        "1 execution_id also in partitions this run does not rewrite"
+        " in client_id=1/date=2024-12-20",
+        True,
+    )
+    assert results["execution_token_single_client"] == (
+        False,
+        "1 executions quarantined (execution_token spans clients)",
+        False,
+    )
+
+
+# --- through main(): the issue's cases ----------------------------------------------------
+
+
+def rows_of(spark: SparkSession, lake: Path, dataset: str) -> list[tuple]:
+    return sorted(
+        (r.execution_token, r.client_id, str(r.date), r.status, r.event_count)
+        for r in published(spark, lake, dataset).collect()
+    )
+
+
+def test_events_three_days_late_update_the_execution_in_place(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    write_bronze(
+        lake,
+        "events",
+        [
+            event("slow", T, "2024-12-20 10:00:00", seq=1),
+            event("slow", B, "2024-12-20 10:00:01", seq=2, error_message="Kill switch"),
+            event("other", T, "2024-12-23 09:00:00", seq=3),
+        ],
+    )
+    run_job(lake, tmp_path)
+    late = [
+        event("slow", S, "2024-12-23 10:00:00", seq=4),
+        event("slow", X, "2024-12-23 10:00:01", seq=5, fill_price="95000", slippage_pct="0.1"),
+    ]
+    (path,) = write_bronze(lake, "events", late, name="part-00000002-0000")
+    outcome = run_job(
+        lake, tmp_path, "--dates", "2024-12-23", "--new-files", str(path.relative_to(lake))
+    )
+    assert outcome["partitions"] == ["client_id=1/date=2024-12-20"]
+    assert rows_of(spark, lake, "silver.stop_executions") == [
+        ("other", 1, "2024-12-23", "PENDING", 1),
+        ("slow", 1, "2024-12-20", "EXECUTED", 4),
+    ]
+    # A backfill of the later day alone publishes no partial row of "slow"; one of the
+    # earlier day replays it whole, with its events from after the range.
+    for first, last in (("2024-12-23", "2024-12-23"), ("2024-12-20", "2024-12-20")):
+        run_job(lake, tmp_path, "--start-date", first, "--end-date", last,
+                "--output", "silver.stop_executions_v2")  # fmt: skip
+    assert rows_of(spark, lake, "silver.stop_executions_v2") == rows_of(
+        spark, lake, "silver.stop_executions"
+    )
+
+
+def test_a_token_spanning_clients_is_quarantined_and_leaves_its_partition(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    write_bronze(lake, "events", [event("shared", T, "2024-12-20 10:00:00", client_id=1)])
+    run_job(lake, tmp_path)
+    assert rows_of(spark, lake, "silver.stop_executions") == [
+        ("shared", 1, "2024-12-20", "PENDING", 1)
+    ]
+    other = event("shared", F_, "2024-12-22 10:00:00", client_id=2, error_message="client 2's")
+    write_bronze(lake, "events", [other], name="part-00000002-0000")
+    outcome = run_job(lake, tmp_path, "--dates", "2024-12-22")
+    assert outcome["removed_partitions"] == ["client_id=1/date=2024-12-20"]
+    assert not (lake / "silver/stop_executions/client_id=1/date=2024-12-20").exists()
+    checks = {c["check"]: c for c in outcome["checks"]}
+    assert checks["execution_token_single_client"]["passed"] is False
+    assert checks["execution_token_single_client"]["critical"] is False
+    assert checks["execution_token_single_client"]["observed"].startswith("1 executions")
+    aside = spark.read.parquet(str(lake / "quarantine/silver/stop_executions/run=9"))
+    assert sorted((r.client_id, r.reason) for r in aside.collect()) == [
+        (1, "execution_token spans clients"),
+        (2, "execution_token spans clients"),
+    ]
+    # A full rebuild quarantines it as well.
+    outcome = run_job(lake, tmp_path, "--output", "silver.stop_executions_v2")
+    assert outcome["outputs"] == {"silver.stop_executions_v2": 0}
