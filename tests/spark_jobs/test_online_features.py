@@ -51,7 +51,8 @@ def test_refresh_writes_latest_values_per_pair_with_parity(
         assert row["as_of"] == datetime(2024, 12, 27, 14, 0, tzinfo=UTC)
         assert row["computed_at"] is not None
         assert row["feature_version"] == definitions_version()
-        assert row["hour_of_day"] == 14 and row["day_of_week"] == 4  # a Friday
+        assert row["hour_of_day"] == 14
+        assert row["day_of_week"] == 4
         assert row["stop_distance_pct"] is not None  # entry fills an hour before the stop
         assert row["volume_24h"] is not None
     checks = {c["check"]: c for c in result["checks"]}
@@ -95,4 +96,5 @@ def test_parity_catches_a_planted_difference(
     result = parity_check(planted, inputs, 5, "s")
     assert not result.passed
     assert result.critical
-    assert "1 of 2" in result.observed and "2/BTCUSDC" in result.observed
+    assert "1 of 2" in result.observed
+    assert "2/BTCUSDC" in result.observed
