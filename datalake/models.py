@@ -99,6 +99,7 @@ class JobRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("read_any_features", "Can read any client's online features")]
         indexes = [
             models.Index(fields=["job_name", "-created_at"], name="idx_jobrun_job_created"),
             models.Index(fields=["status", "-created_at"], name="idx_jobrun_status_created"),

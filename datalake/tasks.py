@@ -151,3 +151,11 @@ def build_stop_outcome(timeout: float | None = None, **options) -> int:
 def build_slippage_prediction(timeout: float | None = None, **options) -> int:
     """Build the next version of gold.training_sets.slippage_prediction; return the run id."""
     return _build("slippage_prediction", timeout, **options)
+
+
+@shared_task(name="datalake.refresh_features", acks_late=True)
+def refresh_features(feature_set: str = "stop_execution_features", timeout: float | None = None):
+    """Refresh the online features and switch the cache to them; return the run id."""
+    from datalake.feature_refresh import refresh_features as refresh
+
+    return refresh(feature_set, trigger=JobRun.Trigger.SCHEDULE, timeout=timeout).pk
