@@ -22,9 +22,14 @@ def user_client_id(user: Any) -> int | None:
         if ":" in spec:
             value = import_string(spec.replace(":", "."))(user)
         else:
-            value = user
-            for name in spec.split("."):
-                value = getattr(value, name)
+            *path, last = spec.split(".")
+            owner = user
+            for name in path:
+                owner = getattr(owner, name)
+            # A foreign key's id is on the row already: no query for the client itself.
+            value = getattr(owner, f"{last}_id", None)
+            if value is None:
+                value = getattr(owner, last)
     except (AttributeError, ObjectDoesNotExist):
         return None
     if value is None:
