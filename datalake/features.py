@@ -234,5 +234,3 @@ def _keys_of(cache: Any, feature_set: str, version: int) -> list[str]:
 def current_version(feature_set: str = DEFAULT_FEATURE_SET) -> int | None:
     """Return the refresh version readers are served from (None: none loaded)."""
     return _cache().get(pointer_key(_checked(feature_set)))
-
-

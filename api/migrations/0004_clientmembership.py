@@ -6,19 +6,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('api', '0003_kline'),
+        ("api", "0003_kline"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ClientMembership',
+            name="ClientMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('client', models.ForeignKey(help_text='Their client', on_delete=django.db.models.deletion.CASCADE, related_name='members', to='api.client')),
-                ('user', models.OneToOneField(help_text='The user', on_delete=django.db.models.deletion.CASCADE, related_name='client_membership', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "client",
+                    models.ForeignKey(
+                        help_text="Their client",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="members",
+                        to="api.client",
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        help_text="The user",
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="client_membership",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

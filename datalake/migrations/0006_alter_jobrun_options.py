@@ -4,14 +4,16 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datalake', '0005_schedules_and_lineage'),
+        ("datalake", "0005_schedules_and_lineage"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='jobrun',
-            options={'ordering': ['-created_at'], 'permissions': [('read_any_features', "Can read any client's online features")]},
+            name="jobrun",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [("read_any_features", "Can read any client's online features")],
+            },
         ),
     ]
