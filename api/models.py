@@ -8,6 +8,7 @@ DecimalField(20, 8), slippage DecimalField(10, 4).
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 
 MONEY = {"max_digits": 20, "decimal_places": 8}
@@ -28,6 +29,23 @@ class Client(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ClientMembership(models.Model):
+    """The client a user belongs to (in Robson, ``user.client``): one client per user."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="client_membership",
+        help_text="The user",
+    )
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="members", help_text="Their client"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.client}"
 
 
 class Strategy(models.Model):

@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
     "api",
     "datalake",
 ]
@@ -156,6 +158,45 @@ DATALAKE_GAP_SETTLE_SECONDS = env.int("DATALAKE_GAP_SETTLE_SECONDS", default=600
 # --- Schedules and alerts ---------------------------------------------------------------
 DATALAKE_SCHEDULE_MAX_FAILURES = env.int("DATALAKE_SCHEDULE_MAX_FAILURES", default=3)
 DATALAKE_FEATURES_REFRESH_EVERY = env.str("DATALAKE_FEATURES_REFRESH_EVERY", default="15m")
+# --- Online features (datalake/features.py, datalake/api.py) ---
+DATALAKE_FEATURES_MAX_AGE_SECONDS = env.int("DATALAKE_FEATURES_MAX_AGE_SECONDS", default=7200)
+DATALAKE_FEATURES_REDIS_URL = env.str("DATALAKE_FEATURES_REDIS_URL", default="")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # The feature cache: local memory (nothing to run) unless a Redis URL is given.
+    "features": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": DATALAKE_FEATURES_REDIS_URL,
+            "TIMEOUT": None,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25},
+        }
+        if DATALAKE_FEATURES_REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "datalake-features",
+            "TIMEOUT": None,
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000, "CULL_FREQUENCY": 10},
+        }
+    ),
+}
+# The stand-in backend keeps a user's client on a membership row (Robson: user.client).
+DATALAKE_USER_CLIENT = "client_membership.client"
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Robson data lake API",
+    "DESCRIPTION": "Online features of the Robson data lake.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 DATALAKE_ALERT_WEBHOOK_URL = env.str("DATALAKE_ALERT_WEBHOOK_URL", default="")
 DATALAKE_ALERT_EMAILS = env.list("DATALAKE_ALERT_EMAILS", default=[])
 # Alert e-mails go through Django's mail settings (EMAIL_HOST...; console by default).

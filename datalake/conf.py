@@ -77,6 +77,15 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_MAX_FAILURES": 3,
     # Interval of the online features refresh, as a schedule spec ("15m", "1h", cron).
     "FEATURES_REFRESH_EVERY": "15m",
+    # --- Online features (datalake/features.py) ---
+    # The cache alias serving them, and how old (now - as_of) values may be before STALE.
+    "FEATURES_CACHE": "features",
+    "FEATURES_MAX_AGE_SECONDS": 7200,
+    # How to find a user's client: an attribute path ("client", "profile.client") or a
+    # dotted callable "module:function" taking the user, returning a client or its id.
+    "USER_CLIENT": "client",
+    # The permission that lets staff read any client's features.
+    "FEATURES_READ_ANY_PERMISSION": "datalake.read_any_features",
     # {schedule name: spec} replacing the specs in the code's table, e.g. {"bronze-ingest": "30m"}.
     "SCHEDULE_OVERRIDES": {},
     "ALERT_WEBHOOK_URL": "",

@@ -115,7 +115,10 @@ class JobRun(models.Model):
             models.Index(fields=["status", "-created_at"], name="idx_jobrun_status_created"),
             models.Index(fields=["layer", "dataset"], name="idx_jobrun_layer_dataset"),
         ]
-        permissions = [("operate_jobrun", "Can trigger, re-run and cancel lake runs")]
+        permissions = [
+            ("operate_jobrun", "Can trigger, re-run and cancel lake runs"),
+            ("read_any_features", "Can read any client's online features"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_name} #{self.pk} {self.status}"

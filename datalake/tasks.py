@@ -201,3 +201,11 @@ def backfill_task(
         chunk_days=chunk_days,
         trigger=JobRun.Trigger.ADMIN,
     ).pk
+
+
+@shared_task(name="datalake.refresh_features", acks_late=True)
+def refresh_features(feature_set: str = "stop_execution_features", timeout: float | None = None):
+    """Refresh the online features and switch the cache to them; return the run id."""
+    from datalake.feature_refresh import refresh_features as refresh
+
+    return refresh(feature_set, trigger=JobRun.Trigger.SCHEDULE, timeout=timeout).pk

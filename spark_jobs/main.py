@@ -47,6 +47,8 @@ ENTRY_POINTS = {
     "silver.portfolio_snapshots": "spark_jobs.silver.portfolio_snapshots:run",
     "gold.training_sets.stop_outcome": "spark_jobs.gold.training_sets:run",
     "gold.training_sets.slippage_prediction": "spark_jobs.gold.training_sets:run",
+    "gold.features.stop_execution_features": "spark_jobs.gold.online_features:run",
+    "gold.features.parity": "spark_jobs.gold.online_features:run_parity",
     "diagnostics.fail": "spark_jobs.diagnostics:run_fail",
     "diagnostics.sleep": "spark_jobs.diagnostics:run_sleep",
 }

@@ -24,6 +24,8 @@ JOBS: dict[str, str | None] = {
     "silver.portfolio_snapshots": "silver.portfolio_snapshots",
     "gold.training_sets.stop_outcome": "gold.training_sets.stop_outcome",
     "gold.training_sets.slippage_prediction": "gold.training_sets.slippage_prediction",
+    "gold.features.stop_execution_features": "gold.features.stop_execution_features",
+    "gold.features.parity": None,
     "diagnostics.fail": None,
     "diagnostics.sleep": None,
 }
@@ -35,6 +37,7 @@ GOLD_ONLY = (
     "embargo",
     "input_runs",
     "target_uri",
+    "samples",
 )
 _VERSION = re.compile(r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|min|h|d)?$")
@@ -76,6 +79,7 @@ class JobConfig:
     embargo_seconds: int | None = None
     input_runs: tuple[tuple[str, str], ...] = ()  # (dataset, JobRun id) that wrote the inputs
     target_uri: str | None = None  # a scratch root to build into instead of the lake
+    samples: int | None = None  # gold.features.parity: how many (client, symbol) to check
 
     @property
     def mode(self) -> str:
@@ -209,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--embargo", help="gap before the test split (default 1h): 30m, 1h, 2d")
     gold.add_argument("--input-runs", help="JobRuns that wrote the inputs: name=id,...")
     gold.add_argument("--target-uri", help="build into this root instead of the lake (scratch)")
+    gold.add_argument("--samples", type=int, help="gold.features.parity: pairs to recompute")
     return parser
 
 
@@ -268,6 +273,8 @@ def _gold_options(args: argparse.Namespace) -> dict:
         raise UsageError(f"--test-fraction must lie between 0 and 1, got {args.test_fraction}")
     if args.version is not None:
         parse_version(args.version)
+    if args.samples is not None and args.samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {args.samples}")
     return {
         "version": args.version.strip() if args.version else None,
         "as_of": parse_timestamp(args.as_of) if args.as_of else None,
@@ -276,6 +283,7 @@ def _gold_options(args: argparse.Namespace) -> dict:
         "embargo_seconds": parse_duration(args.embargo) if args.embargo else None,
         "input_runs": parse_input_runs(args.input_runs) if args.input_runs else (),
         "target_uri": lake_root(args.target_uri) if args.target_uri else None,
+        "samples": args.samples,
     }
 
 

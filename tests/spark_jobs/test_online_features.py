@@ -1,0 +1,100 @@
+"""gold.features.stop_execution_features: refreshed by main() from a tiny lake, in the
+layout the lookups read, with a parity check that catches a planted difference."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.gold.features import FEATURE_NAMES
+from spark_jobs.gold.online_features import definitions_version, feature_set_uri, parity_check
+from spark_jobs.gold.online_features import read_inputs as online_inputs
+from tests.spark_jobs.test_training_sets import built_lake, run  # noqa: F401
+
+pytestmark = pytest.mark.spark
+
+JOB = "gold.features.stop_execution_features"
+ROOT = Path("gold/features/stop_execution_features")
+
+
+def rows(lake: Path) -> list[dict]:
+    found = []
+    for path in sorted((lake / ROOT).rglob("*.parquet")):
+        client, day = path.parent.parent.name, path.parent.name
+        for row in pq.read_table(path).to_pylist():
+            client_id = int(client.split("=")[1])
+            found.append({**row, "client_id": client_id, "_partition": f"{client}/{day}"})
+    return sorted(found, key=lambda r: (r["client_id"], r["symbol"]))
+
+
+def test_refresh_writes_latest_values_per_pair_with_parity(
+    built_lake: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    lake = built_lake
+    code, result = run(lake, tmp_path, JOB, "--as-of", "2024-12-27T14:00:00Z")
+    assert code == 0, result["error"]
+    published = rows(lake)
+    # Clients 1 and 2 each had stop executions on BTCUSDC in the last 7 days: one row each.
+    assert [(r["client_id"], r["symbol"]) for r in published] == [(1, "BTCUSDC"), (2, "BTCUSDC")]
+    assert {r["_partition"] for r in published} == {
+        "client_id=1/date=2024-12-27",
+        "client_id=2/date=2024-12-27",
+    }
+    for row in published:
+        assert row["as_of"] == datetime(2024, 12, 27, 14, 0, tzinfo=UTC)
+        assert row["computed_at"] is not None
+        assert row["feature_version"] == definitions_version()
+        assert row["hour_of_day"] == 14
+        assert row["day_of_week"] == 4
+        assert row["stop_distance_pct"] is not None  # entry fills an hour before the stop
+        assert row["volume_24h"] is not None
+    checks = {c["check"]: c for c in result["checks"]}
+    assert checks["online_offline_parity"]["passed"], checks["online_offline_parity"]
+    document = json.loads((lake / ROOT / "_feature_set.json").read_text())
+    assert [f["name"] for f in document["features"]] == list(FEATURE_NAMES)
+    assert document["version"] == definitions_version()
+    assert not (lake / "_staging").exists() or not any((lake / "_staging").iterdir())
+
+    # Without --as-of: the end of the newest kline's minute (the newest complete data).
+    code, result = run(lake, tmp_path, JOB)
+    assert code == 0, result["error"]
+    assert result["details"]["as_of"] == "2024-12-27T13:00:00+00:00"
+    # The later partition of the same day keeps the pairs of both refreshes, one row each.
+    assert len(rows(lake)) == 2
+
+    # The parity job on the published rows.
+    code, result = run(lake, tmp_path, "gold.features.parity", "--samples", "5")
+    assert code == 0, result["error"]
+    assert result["checks"][0]["passed"]
+
+
+def test_parity_catches_a_planted_difference(
+    spark: SparkSession,
+    built_lake: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    lake = built_lake
+    assert run(lake, tmp_path, JOB, "--as-of", "2024-12-27T14:00:00Z")[0] == 0
+    uri = feature_set_uri("file://" + str(lake))
+    published = spark.read.option("pathGlobFilter", "*.parquet").parquet(uri)
+    t = datetime(2024, 12, 27, 14, tzinfo=UTC)
+    _, inputs = online_inputs(spark, "file://" + str(lake), t, 7)
+    assert parity_check(published, inputs, 5, "s").passed
+    planted = published.withColumn(
+        "consecutive_failures_1h",
+        F.when(F.col("client_id") == 2, F.col("consecutive_failures_1h") + 1).otherwise(
+            F.col("consecutive_failures_1h")
+        ),
+    )
+    result = parity_check(planted, inputs, 5, "s")
+    assert not result.passed
+    assert result.critical
+    assert "1 of 2" in result.observed
+    assert "2/BTCUSDC" in result.observed
