@@ -4,8 +4,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from datalake.locks import ConcurrentRun, exclusive
+from datalake.lineage import published_since_last, record_consumed
 from datalake.models import JobRun
+from datalake.runs import run_exclusive
 from datalake.spark.runner import SparkJobFailed, run_job
 
 TRAINING_SETS = ("stop_outcome", "slippage_prediction")
@@ -76,6 +77,21 @@ def input_runs() -> str:
     return ",".join(pairs)
 
 
+def new_inputs(job: str) -> list[JobRun]:
+    """Return the runs that wrote an input of gold job ``job`` since its last successful
+    build consumed theirs (silver runs and the bronze export runs of its inputs), oldest
+    first."""
+    found: list[JobRun] = []
+    for producer in sorted({job_name for job_name, _ in INPUT_WRITERS.values()}):
+        wanted = {written for job_name, written in INPUT_WRITERS.values() if job_name == producer}
+        found += [
+            run
+            for run in published_since_last(job, [producer])
+            if "" in wanted or run.dataset in wanted
+        ]
+    return sorted(found, key=lambda run: run.pk)
+
+
 def build_training_set(
     name: str,
     options: BuildOptions | None = None,
@@ -85,43 +101,41 @@ def build_training_set(
 ) -> JobRun:
     """Build one version of training set ``name`` (stop_outcome, slippage_prediction).
 
-    The run records the version, rows per split and whether the build was a verified
-    no-op of an already published version; its quality checks come from the job.
+    Two builds of one set never overlap: while one runs, another is recorded SKIPPED.
+    The run records the runs whose outputs it read since the last build (lineage), the
+    version, rows per split and whether the build was a verified no-op of an already
+    published version; its quality checks come from the job.
     """
     if name not in TRAINING_SETS:
         raise InvalidBuild(f"unknown training set {name!r}; known: {', '.join(TRAINING_SETS)}")
     options = options or BuildOptions()
     args = options.job_args()
     job = f"gold.training_sets.{name}"
-    run = JobRun.objects.start(
+
+    def body(run: JobRun) -> None:
+        record_consumed(run, new_inputs(job))
+        runs = input_runs()
+        outcome = run_job(job, [*args, *(["--input-runs", runs] if runs else [])],
+                          run=run, timeout=timeout)  # fmt: skip
+        details = outcome.result.get("details", {})
+        run.parameters = {
+            **run.parameters,
+            **{key: details[key] for key in ("version", "parameters", "rows", "purged", "noop")
+               if key in details},
+        }  # fmt: skip
+        run.save(update_fields=["parameters"])
+        if not outcome.ok:
+            raise SparkJobFailed(run.error.splitlines()[0])
+
+    return run_exclusive(
         job,
+        body,
         layer=JobRun.Layer.GOLD,
+        lock=f"spark.{job}",
         dataset=f"training_sets/{name}",
         trigger=trigger,
         parameters={"arguments": args},
     )
-    try:
-        with exclusive(f"spark.{job}"):
-            runs = input_runs()
-            outcome = run_job(job, [*args, *(["--input-runs", runs] if runs else [])],
-                              run=run, timeout=timeout)  # fmt: skip
-    except ConcurrentRun as exc:
-        run.skip(str(exc))
-        return run
-    except BaseException as exc:
-        if run.status == JobRun.Status.RUNNING:
-            run.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    details = outcome.result.get("details", {})
-    run.parameters = {
-        **run.parameters,
-        **{key: details[key] for key in ("version", "parameters", "rows", "purged", "noop")
-           if key in details},
-    }  # fmt: skip
-    run.save(update_fields=["parameters"])
-    if not outcome.ok:
-        raise SparkJobFailed(run.error.splitlines()[0])
-    return run
 
 
 def describe(run: JobRun) -> str:

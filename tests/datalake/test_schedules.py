@@ -70,7 +70,7 @@ def test_setup_is_idempotent():
     assert rows() == before
     assert (IntervalSchedule.objects.count(), CrontabSchedule.objects.count()) == counts
     gold = PeriodicTask.objects.get(name="gold-features.slippage_prediction")
-    assert json.loads(gold.kwargs) == {"name": "slippage_prediction"}
+    assert (gold.task, json.loads(gold.kwargs)) == ("datalake.build_slippage_prediction", {})
     assert PeriodicTask.objects.get(name="features-refresh").interval.every == 15
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.db import connection
 from pyspark.sql import SparkSession
 
 from spark_jobs.main import main
@@ -27,11 +28,9 @@ def load_example():
     return module
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-11-30: ROC AUC 0.586 vs baseline 0.5 at 6,000 demo events (seed 42,"
-    " 377 test samples, 22 failures): the demo generator's outcomes hardly depend on these"
-    " features, and volatility_15m / volume_24h stay null until bronze.klines is exported",
-    strict=False,
+@pytest.mark.skipif(
+    connection.vendor == "postgresql",
+    reason="needs no particular database and takes minutes: run once per CI, in the SQLite run",
 )
 def test_the_example_beats_the_majority_baseline_on_demo_data(
     spark: SparkSession, tmp_path: Path, settings, capsys: pytest.CaptureFixture[str]
@@ -56,4 +55,5 @@ def test_the_example_beats_the_majority_baseline_on_demo_data(
     capsys.readouterr()
     assert example.main(["--lake", str(lake)]) == 0
     assert "majority-class baseline 0.500" in capsys.readouterr().out
-    assert result.model_auc > result.baseline_auc + 0.1, result
+    print(result)  # shown with pytest -rP
+    assert result.model_auc >= 0.6, result  # the baseline's is 0.5
