@@ -24,7 +24,7 @@ from datalake.bronze.schemas import DATASETS as BRONZE
 from datalake.conf import app_settings
 from datalake.layout import Located, locate
 from datalake.models import DatasetStatus, ExportCursor, JobRun
-from datalake.runs import tracked_run
+from datalake.runs import run_exclusive
 from datalake.storage import Storage, get_storage
 
 #: Column whose maximum is the newest data of a dataset; others use their newest date.
@@ -266,13 +266,14 @@ def check_lake(
     """Take one monitoring sample of every dataset; record and return it."""
     storage = storage or get_storage()
     now = now or timezone.now()
-    with tracked_run("ops.lake_checks", layer=JobRun.Layer.OPS, trigger=trigger) as run:
+    statuses: list[DatasetStatus] = []
+
+    def body(run: JobRun) -> None:
         found = inventory(storage)
         for name in EXPECTED:
             found.setdefault(name, DatasetFacts(name, name.split(".", 1)[0]))
         since = now.date() - dt.timedelta(days=app_settings.RETENTION_DAYS.get("bronze", 90))
         exported = set(ExportCursor.objects.values_list("dataset", flat=True))
-        statuses = []
         for name in sorted(found):
             facts = found[name]
             balance = {
@@ -326,6 +327,9 @@ def check_lake(
         breached = [s for s in statuses if s.health == DatasetStatus.Health.BREACHED]
         run.rows_in = sum(s.rows for s in statuses)
         run.summary = {"datasets": len(statuses), "breached": [s.dataset for s in breached]}
+
+    # Two checks never overlap: the second is recorded SKIPPED, with no statuses.
+    run = run_exclusive("ops.lake_checks", body, layer=JobRun.Layer.OPS, trigger=trigger)
     return run, statuses
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from datalake.conf import app_settings
 from datalake.layout import locate, staging_run
 from datalake.models import DatasetStatus, ExportBatch, JobRun
-from datalake.runs import tracked_run
+from datalake.runs import run_exclusive
 from datalake.storage import Storage, get_storage
 from datalake.storage.base import ObjectInfo
 
@@ -160,12 +160,8 @@ def apply_retention(
     storage = storage or get_storage()
     today = today or timezone.now().date()
     horizons = dict(app_settings.RETENTION_DAYS)
-    with tracked_run(
-        "ops.retention",
-        layer=JobRun.Layer.OPS,
-        trigger=trigger,
-        parameters={"dry_run": dry_run, "today": today.isoformat(), "horizons": horizons},
-    ) as run:
+
+    def body(run: JobRun) -> None:
         plan = plan_retention(
             storage.list(""),
             today=today,
@@ -192,4 +188,12 @@ def apply_retention(
             "deleted": [vars(d) for d in plan.deletions],
             "kept_unconsumed": plan.kept_unconsumed,
         }
-    return run
+
+    # Two retention runs never overlap: the second is recorded SKIPPED.
+    return run_exclusive(
+        "ops.retention",
+        body,
+        layer=JobRun.Layer.OPS,
+        trigger=trigger,
+        parameters={"dry_run": dry_run, "today": today.isoformat(), "horizons": horizons},
+    )

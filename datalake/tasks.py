@@ -175,7 +175,7 @@ def lake_checks() -> dict:
     from datalake.monitoring import check_lake
 
     run, _ = check_lake(trigger=JobRun.Trigger.SCHEDULE)
-    return {"run": run.pk, "breached": run.summary["breached"]}
+    return {"run": run.pk, "breached": run.summary.get("breached", [])}
 
 
 @shared_task(name="datalake.backfill", acks_late=True)

@@ -17,6 +17,8 @@ class Command(BaseCommand):
             run, statuses = check_lake()
         except (StorageError, UnreadableFooter) as exc:
             raise CommandError(str(exc)) from exc
+        if run.status == run.Status.SKIPPED:
+            raise CommandError(f"not checked: {run.error or 'another check is running'}")
         for line in status_table(statuses):
             self.stdout.write(line)
         breached = run.summary["breached"]

@@ -243,3 +243,26 @@ def test_bronze_verify_passes_after_retention(tmp_path, settings) -> None:
     report = verify_dataset("events", storage)
     assert report.problems == []
     assert report.rows == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("job", ["retention", "checks"])
+def test_a_second_run_while_one_holds_the_lock_is_skipped(lake: LocalStorage, job: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datalake.locks import exclusive
+    from datalake.monitoring import check_lake
+
+    def start():
+        if job == "retention":
+            return apply_retention(today=TODAY, storage=lake)
+        return check_lake(storage=lake)[0]
+
+    before = all_keys(lake)
+    lock = {"retention": "job.ops.retention", "checks": "job.ops.lake_checks"}[job]
+    with exclusive(lock), ThreadPoolExecutor(1) as pool:
+        # Another thread has its own database connection, as another worker would.
+        skipped = pool.submit(start).result()
+    assert skipped.status == JobRun.Status.SKIPPED
+    assert all_keys(lake) == before
+    assert start().status == JobRun.Status.SUCCEEDED
