@@ -7,8 +7,9 @@ Every dataset directory under ``<lake>/bronze/`` and ``<lake>/silver/`` becomes 
 (``bronze.events``, ``silver.stop_executions``, ``silver.stop_executions_v2``...) with its
 partition columns discovered, so the seed document's queries run as written. Each gold
 training set is a table ``gold.training_sets.<name>`` spanning all its versions, with
-``version`` and ``split`` columns (Spark's session catalog has no three-part names: the
-name is rewritten to a temporary view, outside quotes and comments). Statements
+``version`` and ``split`` columns, and the seed's ``robson_datalake.<layer>.<dataset>``
+names work too (Spark's session catalog has one namespace level: :func:`resolve_lake_names`
+rewrites these names, outside quotes and comments, here and for the SQL endpoint). Statements
 are separated by ``;``. Queries run with ANSI mode off, as in the engines the seed's
 queries were written for: a division by zero (a percentage over an empty day) is NULL,
 not an error. Only read-only statements run (:mod:`spark_jobs.sqltext`), checked before
@@ -103,21 +104,29 @@ def register_lake_tables(spark: SparkSession, lake_uri: str) -> list[str]:
 
 
 TRAINING_SETS = "gold/training_sets"
-_THREE_PART = re.compile(
+#: Where the training-set views live: Spark's global temporary views are shared by every
+#: session of the driver (each Spark Connect client gets its own session).
+VIEW_DATABASE = "global_temp"
+_LAKE_NAME = re.compile(
     r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|--[^\n]*|/\*.*?\*/)"
-    r"|\bgold\.training_sets\.([a-z][a-z0-9_]*)\b",
-    re.S,
+    r"|(?<![\w.])(?:robson_datalake\.)?gold\.training_sets\.([a-z][a-z0-9_]*)\b"
+    r"|(?<![\w.])robson_datalake\.(?=(?:bronze|silver|gold)\.)",
+    re.S | re.I,
 )
 
 
 def training_set_view(name: str) -> str:
-    """Return the temporary view that stands for ``gold.training_sets.<name>``."""
-    return f"gold__training_sets__{name}"
+    """Return the view (``global_temp.<view>``) that stands for ``gold.training_sets.<name>``."""
+    return f"{VIEW_DATABASE}.`gold__training_sets__{name.lower()}`"
 
 
 def register_training_sets(spark: SparkSession, lake_uri: str) -> list[str]:
     """Register each gold training set as one view over all its versions and splits,
-    with ``version`` and ``split`` columns; return the table names."""
+    with ``version`` and ``split`` columns; return the table names.
+
+    The views are global temporary views, so every session of the driver sees them;
+    calling again replaces them with the current versions and files.
+    """
     root = lake_root(lake_uri)
     fs = LakeFS(spark)
     registered = []
@@ -140,19 +149,25 @@ def register_training_sets(spark: SparkSession, lake_uri: str) -> list[str]:
             union = parts[0]
             for part in parts[1:]:
                 union = union.unionByName(part, allowMissingColumns=True)
-            union.createOrReplaceTempView(training_set_view(name))
+            union.createOrReplaceGlobalTempView(f"gold__training_sets__{name.lower()}")
             registered.append(f"gold.training_sets.{name}")
     return registered
 
 
-def resolve_training_sets(statement: str) -> str:
-    """Return ``statement`` with ``gold.training_sets.<name>`` (outside quotes and
-    comments) replaced by its view."""
+def resolve_lake_names(statement: str) -> str:
+    """Return ``statement`` with the lake's multi-part names resolved, outside quotes and
+    comments: ``[robson_datalake.]gold.training_sets.<name>`` becomes its view and
+    ``robson_datalake.<layer>.<dataset>`` becomes ``<layer>.<dataset>``.
+
+    Spark's session catalog has one namespace level, so these names cannot be tables.
+    """
 
     def replace(match: re.Match[str]) -> str:
-        return match[1] if match[1] else f"`{training_set_view(match[2])}`"
+        if match[1]:
+            return match[1]
+        return training_set_view(match[2]) if match[2] else ""
 
-    return _THREE_PART.sub(replace, statement)
+    return _LAKE_NAME.sub(replace, statement)
 
 
 def _partitioned(spark: SparkSession, table: str) -> bool:
@@ -289,10 +304,10 @@ def run_statements(
 ) -> int:
     """Check then run each statement, writing its result to ``out``; return the rows."""
     for statement in statements:
-        check_plan_read_only(spark, resolve_training_sets(statement.sql))
+        check_plan_read_only(spark, resolve_lake_names(statement.sql))
     rows = 0
     for statement in statements:
-        frame = spark.sql(resolve_training_sets(statement.sql))
+        frame = spark.sql(resolve_lake_names(statement.sql))
         rows += write_result(frame, fmt, out, statement.title)
         out.flush()
     return rows

@@ -4,7 +4,10 @@
 --lake-uri URI --state-file F [--refresh-seconds S] [--query-timeout S]``
 
 The driver registers every lake dataset as a view under its dotted name
-(``bronze.events``) over a table in the ``lake_files`` database, starts the Spark
+(``bronze.events``) over a table in the ``lake_files`` database, and each gold training
+set as ``global_temp.gold__training_sets__<name>`` (``lake_sql`` rewrites
+``gold.training_sets.<name>`` and ``robson_datalake.<layer>.<dataset>`` before sending:
+the endpoint receives plans, not text, from other clients), starts the Spark
 Connect service inside itself, then loops: every ``--refresh-seconds`` it registers new
 datasets and refreshes the partitions and file listings of known ones (a run publishes
 from another process, so the endpoint polls rather than being told), and every second
@@ -37,7 +40,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.common.config import lake_root
 from spark_jobs.common.lake import LakeFS
-from spark_jobs.sql import LAYERS, QUERY_SETTINGS
+from spark_jobs.sql import LAYERS, QUERY_SETTINGS, register_training_sets
 
 #: The database holding the tables behind the public views.
 FILES_DB = "lake_files"
@@ -51,7 +54,9 @@ def table_name(layer: str, name: str) -> str:
 def refresh_lake_views(spark: SparkSession, lake_uri: str, known: set[str]) -> list[str]:
     """Register new datasets as views, refresh the partitions of known ones; return all.
 
-    ``known`` holds the datasets registered so far and is updated.
+    ``known`` holds the datasets registered so far and is updated. Gold training sets are
+    registered again each time (:func:`spark_jobs.sql.register_training_sets`: global
+    temporary views, which every client session sees), so new versions show up.
     """
     root = lake_root(lake_uri)
     fs = LakeFS(spark)
@@ -77,7 +82,13 @@ def refresh_lake_views(spark: SparkSession, lake_uri: str, known: set[str]) -> l
             except Exception as error:  # an empty or foreign directory is not a dataset
                 text = str(error).strip().splitlines()
                 print(f"skipped {dataset}: {text[0] if text else error!r}", file=sys.stderr)
-    return sorted(known)
+    try:
+        training_sets = register_training_sets(spark, lake_uri)
+    except Exception as error:  # keep the views of the last good refresh
+        text = str(error).strip().splitlines()
+        print(f"training sets not refreshed: {text[0] if text else error!r}", file=sys.stderr)
+        training_sets = []
+    return sorted(known) + training_sets
 
 
 def recover_partitions(spark: SparkSession, table: str) -> None:

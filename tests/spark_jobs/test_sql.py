@@ -284,29 +284,61 @@ def test_the_gold_label_distribution_query_runs_as_written(spark: SparkSession, 
     (root / "v1.0.0" / "features.json").write_text("{}")
 
     assert sql.register_training_sets(spark, str(lake)) == ["gold.training_sets.stop_outcome"]
-    (statement,) = sql.split_statements(LABEL_DISTRIBUTION)
-    rows = sorted(tuple(r) for r in spark.sql(sql.resolve_training_sets(statement)).collect())
+    (statement,) = split_statements(LABEL_DISTRIBUTION)
+    rows = sorted(tuple(r) for r in spark.sql(sql.resolve_lake_names(statement)).collect())
     assert [(flag, count, pct.quantize(Decimal("0.01"))) for flag, count, pct in rows] == [
         (False, 1, Decimal("25.00")),
         (True, 3, Decimal("75.00")),
     ]
-    per_split = "SELECT version, split, COUNT(*) FROM gold.training_sets.stop_outcome GROUP BY 1, 2"
-    assert sorted(tuple(r) for r in spark.sql(sql.resolve_training_sets(per_split)).collect()) == [
+    per_split = (
+        "SELECT version, split, COUNT(*) FROM robson_datalake.gold.training_sets.stop_outcome "
+        "GROUP BY 1, 2"
+    )
+    assert sorted(tuple(r) for r in spark.sql(sql.resolve_lake_names(per_split)).collect()) == [
         ("v1.0.0", "test", 1),
         ("v1.0.0", "train", 3),
         ("v1.1.0", "train", 5),
     ]
 
 
+VIEW = "global_temp.`gold__training_sets__stop_outcome`"
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "resolved"),
     [
-        ("SELECT * FROM gold.training_sets.stop_outcome",
-         "SELECT * FROM `gold__training_sets__stop_outcome`"),
-        ("SELECT 'gold.training_sets.x' -- gold.training_sets.y",
-         "SELECT 'gold.training_sets.x' -- gold.training_sets.y"),
+        ("SELECT * FROM gold.training_sets.stop_outcome", f"SELECT * FROM {VIEW}"),
+        ("SELECT * FROM robson_datalake.gold.training_sets.stop_outcome", f"SELECT * FROM {VIEW}"),
+        ("select * from ROBSON_DATALAKE.Gold.Training_Sets.Stop_Outcome", f"select * from {VIEW}"),
+        ("SELECT * FROM robson_datalake.bronze.events WHERE date='2024-12-27' LIMIT 10",
+         "SELECT * FROM bronze.events WHERE date='2024-12-27' LIMIT 10"),
+        ("SELECT s.x FROM robson_datalake.silver.stop_executions s "
+         "JOIN robson_datalake.gold.training_sets.a_b2 t ON s.x = t.x",
+         "SELECT s.x FROM silver.stop_executions s "
+         "JOIN global_temp.`gold__training_sets__a_b2` t ON s.x = t.x"),
+        ("SELECT 'gold.training_sets.x', \"robson_datalake.bronze.e\" -- gold.training_sets.y",
+         "SELECT 'gold.training_sets.x', \"robson_datalake.bronze.e\" -- gold.training_sets.y"),
+        ("SELECT 1 /* robson_datalake.bronze.events */ FROM `robson_datalake.bronze.events`",
+         "SELECT 1 /* robson_datalake.bronze.events */ FROM `robson_datalake.bronze.events`"),
+        ("SELECT * FROM other.robson_datalake.bronze.events",
+         "SELECT * FROM other.robson_datalake.bronze.events"),
+        ("SELECT * FROM robson_datalake.other.t", "SELECT * FROM robson_datalake.other.t"),
         ("SELECT * FROM silver.stop_executions", "SELECT * FROM silver.stop_executions"),
     ],
 )  # fmt: skip
-def test_resolve_training_sets(text: str, resolved: str) -> None:
-    assert sql.resolve_training_sets(text) == resolved
+def test_resolve_lake_names(text: str, resolved: str) -> None:
+    assert sql.resolve_lake_names(text) == resolved
+
+
+@pytest.mark.spark
+def test_seed_catalog_names_run_on_the_one_off_path(
+    spark: SparkSession, small_lake: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = "SELECT * FROM robson_datalake.bronze.events WHERE date='2024-12-27' LIMIT 10"
+    assert sql.main(["--lake-uri", str(small_lake), "--query", seed, "--format", "csv"]) == 0
+    through_catalog = sorted(capsys.readouterr().out.splitlines())
+    plain_name = seed.replace("robson_datalake.", "")
+    assert sql.main(["--lake-uri", str(small_lake), "--query", plain_name, "--format", "csv"]) == 0
+    assert through_catalog == sorted(capsys.readouterr().out.splitlines())
+    assert len(through_catalog) > 1  # a header and rows
