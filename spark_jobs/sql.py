@@ -155,16 +155,20 @@ def register_training_sets(spark: SparkSession, lake_uri: str) -> list[str]:
 
 
 def resolve_lake_names(statement: str) -> str:
-    """Return ``statement`` with the lake's multi-part names resolved, outside quotes and
-    comments: ``[robson_datalake.]gold.training_sets.<name>`` becomes its view and
+    """Return ``statement`` with the lake's multi-part names resolved and its comments
+    dropped (hints ``/*+ ... */`` kept): outside quotes and comments,
+    ``[robson_datalake.]gold.training_sets.<name>`` becomes its view and
     ``robson_datalake.<layer>.<dataset>`` becomes ``<layer>.<dataset>``.
 
     Spark's session catalog has one namespace level, so these names cannot be tables.
+    Comments go because the endpoint's settings guard refuses any text with the word
+    ``SET`` not followed by a ``spark.sql.*`` key, and a comment may say "training set".
     """
 
     def replace(match: re.Match[str]) -> str:
         if match[1]:
-            return match[1]
+            comment = match[1].startswith(("--", "/*")) and not match[1].startswith("/*+")
+            return " " if comment else match[1]
         return training_set_view(match[2]) if match[2] else ""
 
     return _LAKE_NAME.sub(replace, statement)

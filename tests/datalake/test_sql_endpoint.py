@@ -84,6 +84,17 @@ def build_lake(root: Path) -> None:
              "slippage_pct": Decimal(slippage) if slippage else None,
              "created_at": ts("2025-01-02T03:04:05")}
         ], EXECUTIONS)  # fmt: skip
+    # gold.training_sets.stop_outcome: two versions, the seed's query reads v1.0.0 only.
+    for version, split, flags in (
+        ("v1.0.0", "train", (True, True, False)),
+        ("v1.0.0", "test", (True,)),
+        ("v1.1.0", "train", (False,)),
+    ):
+        write_partition(root, f"gold/training_sets/stop_outcome/{version}/{split}",
+                        {"date": "2024-12-26"}, [
+            {"sample_id": f"{version}-{split}-{i}", "label": {"execution_success": flag}}
+            for i, flag in enumerate(flags)
+        ])  # fmt: skip
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -158,10 +169,18 @@ def wait_for_refreshes(state: Path, count: int) -> None:
         time.sleep(0.2)
 
 
-def test_seed_queries_give_the_same_results_as_the_one_off_path(lake_settings, endpoint):
+def test_seed_queries_give_the_same_results_as_the_one_off_path(lake_settings, endpoint, tmp_path):
+    # One file, one spark-submit for the one-off path: the seed's sample and monitoring
+    # queries, its gold monitoring query, and its catalog's three-part names.
+    queries = tmp_path / "seed.sql"
+    queries.write_text(
+        (Path(django_settings.BASE_DIR) / "datalake/sql/seed_samples.sql").read_text()
+        + "\n" + (Path(django_settings.BASE_DIR) / "datalake/sql/gold_samples.sql").read_text()
+        + "\n-- Three-part names\nSELECT COUNT(*) AS n FROM robson_datalake.bronze.events "
+        "WHERE date='2024-12-27';\n"
+    )  # fmt: skip
     through_endpoint, err = io.StringIO(), io.StringIO()
-    call_command("lake_sql", "-f", "datalake/sql/seed_samples.sql", stdout=through_endpoint,
-                 stderr=err)  # fmt: skip
+    call_command("lake_sql", "-f", str(queries), stdout=through_endpoint, stderr=err)
     assert err.getvalue() == ""
     run = JobRun.objects.get(job_name="lake_sql")
     assert run.status == JobRun.Status.SUCCEEDED
@@ -169,7 +188,7 @@ def test_seed_queries_give_the_same_results_as_the_one_off_path(lake_settings, e
 
     lake_settings.DATALAKE_SQL_SERVER_URL = f"sc://localhost:{free_port()}"  # nobody there
     one_off = io.StringIO()
-    call_command("lake_sql", "-f", "datalake/sql/seed_samples.sql", stdout=one_off, stderr=err)
+    call_command("lake_sql", "-f", str(queries), stdout=one_off, stderr=err)
     assert "one-off spark-submit" in err.getvalue()
 
     a, b = (out.getvalue().split("\n\n") for out in (through_endpoint, one_off))
@@ -177,7 +196,19 @@ def test_seed_queries_give_the_same_results_as_the_one_off_path(lake_settings, e
     assert a[0].splitlines()[0] == "-- Success rate by client"
     assert a[0].endswith("(2 rows)")
     # The freshness queries subtract CURRENT_TIMESTAMP: same shape, not the same value.
-    assert [x.splitlines()[:2] for x in a[4:]] == [x.splitlines()[:2] for x in b[4:]]
+    assert [x.splitlines()[:2] for x in a[4:6]] == [x.splitlines()[:2] for x in b[4:6]]
+    assert a[6:8] == b[6:8]  # the gold label distribution, the three-part names
+    assert a[6].splitlines()[0] == "-- Gold layer: Label distribution"
+    assert a[6].endswith("(2 rows)")  # v1.0.0 only: 3 successes, 1 failure
+    assert a[7].splitlines()[-2:] == ["3", "(1 row)"]
+
+
+def test_training_sets_are_served_to_any_client(endpoint, client):
+    view = "global_temp.gold__training_sets__stop_outcome"
+    rows = client.sql(f"SELECT version, split, COUNT(*) FROM {view} GROUP BY 1, 2").collect()
+    assert sorted(tuple(r) for r in rows) == [
+        ("v1.0.0", "test", 1), ("v1.0.0", "train", 3), ("v1.1.0", "train", 1)
+    ]  # fmt: skip
 
 
 def test_a_partition_published_after_the_start_is_visible_to_the_next_query(endpoint, client):
