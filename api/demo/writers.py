@@ -36,6 +36,7 @@ from api.demo.generator import generate
 from api.models import (
     AuditTransaction,
     Client,
+    ClientMembership,
     Kline,
     Operation,
     Portfolio,
@@ -405,7 +406,8 @@ def _write_chunk(
 
 
 def _empty_tables() -> None:
-    tables = [spec.table for spec in reversed(TABLES)]
+    # Memberships point at the clients being replaced: a reset empties them too.
+    tables = [ClientMembership._meta.db_table, *(spec.table for spec in reversed(TABLES))]
     statements = connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
     connection.ops.execute_sql_flush(statements)
 
