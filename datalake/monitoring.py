@@ -163,7 +163,10 @@ def label_balance(storage: Storage, keys: Iterable[str]) -> float | None:
     labels = []
     for key in keys:
         table = pq.read_table(io.BytesIO(storage.get_bytes(key)))
-        if "label" in table.column_names and pa.types.is_struct(table["label"].type):
+        label = table["label"].type if "label" in table.column_names else None
+        if label is not None and pa.types.is_struct(label):
+            if label.get_field_index("execution_success") < 0:
+                return None  # a regression set (slippage_prediction): no class balance
             column = pc.struct_field(table["label"], "execution_success")
         elif "execution_success" in table.column_names:
             column = table["execution_success"]

@@ -46,7 +46,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, TimestampNTZType
 
@@ -246,6 +246,8 @@ def plain(value: Any, dtype: DataType | None = None, for_json: bool = False) -> 
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Row):  # a struct: its field names are part of the value
+        value = value.asDict(recursive=False)
     if isinstance(value, dict | list | tuple):
         nested = (
             {str(k): plain(v, for_json=True) for k, v in value.items()}
@@ -421,7 +423,9 @@ def _run_and_record(
 ) -> int:
     try:
         with ExitStack() as stack:
-            out = stack.enter_context(Path(args.output).open("w")) if args.output else sys.stdout
+            out = sys.stdout
+            if args.output:
+                out = stack.enter_context(Path(args.output).open("w", newline=""))
             result["rows"] = run_statements(spark, statements, args.format, out)
         result["status"] = "succeeded"
         return 0

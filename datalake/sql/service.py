@@ -79,7 +79,8 @@ def run_query(
             outcome = run_script("sql.py", args, run=run, timeout=timeout)
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         if output.exists():
-            with output.open() as results:
+            # newline="": a "\r\n" inside a value is data, not a line end to translate.
+            with output.open(newline="") as results:
                 for line in results:
                     out.write(line)
     finally:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 
 from spark_jobs import sql
 from spark_jobs.silver.stop_executions import build_stop_executions
@@ -253,6 +253,10 @@ def test_values_print_exactly() -> None:
     assert sql.plain(True) == "true"
     assert sql.plain({"a": Decimal("1.50"), "b": [1, None]}) == '{"a": "1.50", "b": [1, null]}'
     assert sql.plain(None) is None
+    # A struct keeps its field names, in JSON and in text.
+    struct = Row(a=1, b=Decimal("2.50"))
+    assert sql.plain(struct, for_json=True) == {"a": 1, "b": "2.50"}
+    assert sql.plain(struct) == '{"a": 1, "b": "2.50"}'
     assert sql.format_table(["a", "bb"], [["1", "x"], ["22", "NULL"]]) == (
         "a  | bb\n---+-----\n1  | x\n22 | NULL\n"
     )

@@ -122,6 +122,19 @@ def test_label_balance_per_training_set_version(lake, healthy) -> None:
     assert gold.problems == ["v1.1.0: label balance 95.0% outside 10%-90%"]
 
 
+def test_a_regression_training_set_has_no_label_balance(lake, healthy) -> None:
+    # slippage_prediction's label has no execution_success: no balance, and no crash.
+    labels = [{"slippage_pct": 0.5, "slippage_breach": False}] * 3
+    day = healthy.date().isoformat()
+    key = f"gold/training_sets/slippage_prediction/v1.0.0/train/date={day}/p.parquet"
+    lake.put_bytes(parquet(pa.table({"label": pa.array(labels)})), key)
+    run, statuses = check_lake(now=healthy)
+    assert run.status == JobRun.Status.SUCCEEDED
+    gold = next(s for s in statuses if s.dataset == "gold.training_sets.slippage_prediction")
+    assert gold.details["label_balance"] == {"v1.0.0": None}
+    assert gold.problems == []
+
+
 def test_lake_status_exit_codes(lake, healthy) -> None:
     out = io.StringIO()
     call_command("lake_status", stdout=out)
