@@ -241,6 +241,9 @@ def quality_checks(expected_rows: int, untypeable: Observation | None = None) ->
         not_null("timestamp"),
         not_null("total_value"),
         UniqueCheck("snapshot_id_unique", ("snapshot_id",)),
+        # Two valuations of one client at one instant (a source that wrote twice): both
+        # are kept, ordered by snapshot id, and flagged, since one of them is wrong.
+        UniqueCheck("one_snapshot_per_client_and_time", ("client_id", "timestamp"), False),
         RowCheck(
             "drawdown_between_0_and_1",
             (F.col("drawdown") < 0) | (F.col("drawdown") > 1),

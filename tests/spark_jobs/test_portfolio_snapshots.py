@@ -190,3 +190,18 @@ def test_a_return_too_large_to_type_is_nulled_and_counted(spark: SparkSession) -
     assert check.observed.startswith("3 untypeable values: period_return 1 (e.g. snapshot 2: ")
     assert "cumulative_return 2" in check.observed
     assert all(r.passed for name, r in results.items() if r.critical)
+
+
+def test_two_valuations_at_one_instant_are_flagged_not_fatal(spark: SparkSession) -> None:
+    rows = [
+        snapshot(1, "2024-12-27 00:00:00", "1000", id=1),
+        snapshot(1, "2024-12-27 00:00:00", "25", id=2),  # the same client and instant
+        snapshot(2, "2024-12-27 00:00:00", "100", id=3),
+    ]
+    staged = build_portfolio_snapshots(portfolio_frame(spark, rows), BUILT).localCheckpoint()
+    results = {
+        r.check: r for r in run_checks(staged, "silver.portfolio_snapshots", quality_checks(3), ())
+    }
+    check = results["one_snapshot_per_client_and_time"]
+    assert (check.passed, check.critical) == (False, False)
+    assert all(r.passed for r in results.values() if r.critical)
