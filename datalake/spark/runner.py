@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,16 +175,26 @@ def run_script(
         deadline = time.monotonic() + timeout if timeout else None
         timed_out = False
         saved_app_id = ""
-        while process.poll() is None:
-            if app_id and not saved_app_id:
-                saved_app_id = run.spark_app_id = app_id[0]
-                run.save(update_fields=["spark_app_id"])
-            if deadline and time.monotonic() > deadline:
-                timed_out = True
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                break
-            time.sleep(0.2)
+        try:
+            with _terminate_raises():
+                while process.poll() is None:
+                    if app_id and not saved_app_id:
+                        saved_app_id = run.spark_app_id = app_id[0]
+                        run.save(update_fields=["spark_app_id"])
+                    if deadline and time.monotonic() > deadline:
+                        timed_out = True
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.wait()
+                        break
+                    time.sleep(0.2)
+        except BaseException as exc:
+            # Interrupted (Ctrl-C, SIGTERM, an error here): never leave Spark running
+            # behind, nor the run RUNNING.
+            _kill_group(process)
+            if archive is not None:
+                archive.finish(succeeded=False)
+            run.fail(f"interrupted ({type(exc).__name__}); spark-submit killed")
+            raise
         for reader in readers:
             reader.join(timeout=10)
     if archive is not None:
@@ -196,6 +207,32 @@ def run_script(
         timed_out=timed_out,
     )
     return outcome
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while a command waits for Spark (main thread only,
+    and only where nobody else handles SIGTERM: a Celery worker keeps its own)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill spark-submit's whole process group (its JVM and Python workers)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def run_job(
