@@ -17,8 +17,8 @@ from datalake.features import (
 )
 from datalake.gold import input_runs
 from datalake.lineage import record_consumed
-from datalake.locks import ConcurrentRun, exclusive
 from datalake.models import JobRun
+from datalake.runs import run_exclusive
 from datalake.spark.runner import SparkJobFailed, run_job
 
 log = logging.getLogger(__name__)
@@ -51,48 +51,38 @@ def refresh_features(
     if as_of is not None:
         as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         args += ["--as-of", as_of.astimezone(UTC).isoformat()]
-    run = JobRun.objects.start(
+
+    def body(run: JobRun) -> None:
+        runs = input_runs()
+        outcome = run_job(REFRESH_JOB, args, run=run, timeout=timeout)
+        details = outcome.result.get("details", {})
+        kept = ("as_of", "computed_at", "version", "partitions", "pairs")
+        run.parameters = {**run.parameters, **{k: details[k] for k in kept if k in details}}
+        if runs:
+            record_consumed(run, [int(pair.split("=")[1]) for pair in runs.split(",")])
+        if not outcome.ok:
+            run.save(update_fields=["parameters"])
+            raise SparkJobFailed(run.error.splitlines()[0])
+        try:
+            run.parameters["cache_entries"] = load_refresh(
+                feature_set, run.pk, details.get("partitions", [])
+            )
+        except Exception as exc:  # readers fall back to Parquet: the refresh itself succeeded
+            log.warning("feature cache not loaded after run %s: %s: %s", run.pk,
+                        type(exc).__name__, exc)  # fmt: skip
+            run.parameters["cache_entries"] = None
+        run.save(update_fields=["parameters"])
+
+    # Two refreshes never overlap: the second is recorded SKIPPED.
+    return run_exclusive(
         REFRESH_JOB,
+        body,
         layer=JobRun.Layer.GOLD,
+        lock=f"spark.{REFRESH_JOB}",
         dataset=f"features/{feature_set}",
         trigger=trigger,
         parameters={"arguments": args},
     )
-    try:
-        with exclusive(f"spark.{REFRESH_JOB}"):
-            runs = input_runs()
-            outcome = run_job(REFRESH_JOB, args, run=run, timeout=timeout)
-    except ConcurrentRun as exc:
-        run.skip(str(exc))
-        return run
-    except BaseException as exc:
-        if run.status == JobRun.Status.RUNNING:
-            run.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    details = outcome.result.get("details", {})
-    run.parameters = {
-        **run.parameters,
-        **{
-            k: details[k]
-            for k in ("as_of", "computed_at", "version", "partitions", "pairs")
-            if k in details
-        },
-    }
-    if runs:
-        record_consumed(run, [int(pair.split("=")[1]) for pair in runs.split(",")])
-    if not outcome.ok:
-        run.save(update_fields=["parameters"])
-        raise SparkJobFailed(run.error.splitlines()[0])
-    try:
-        run.parameters["cache_entries"] = load_refresh(
-            feature_set, run.pk, details.get("partitions", [])
-        )
-    except Exception as exc:  # readers fall back to Parquet: the refresh itself succeeded
-        log.warning("feature cache not loaded after run %s: %s: %s", run.pk,
-                    type(exc).__name__, exc)  # fmt: skip
-        run.parameters["cache_entries"] = None
-    run.save(update_fields=["parameters"])
-    return run
 
 
 def served_parity(feature_set: str, samples: int) -> tuple[int, list[str]]:

@@ -35,14 +35,14 @@ def run_exclusive(
     """Run `body(run)` as a tracked JobRun holding the job's lock; return the run.
 
     Two runs of one job never overlap: when another run holds the lock (`lock`, by
-    default the job name) this run is recorded as SKIPPED and the body does not run.
+    default `job.<job name>`) this run is recorded as SKIPPED and the body does not run.
     The body may close the run itself; otherwise it SUCCEEDS, or FAILS if the body raises.
     """
     from datalake.locks import ConcurrentRun, exclusive
 
     run = JobRun.objects.start(job_name, layer=layer, **fields)
     try:
-        with exclusive(f"job.{lock or job_name}"):
+        with exclusive(lock or f"job.{job_name}"):
             body(run)
     except ConcurrentRun as exc:
         if run.status == JobRun.Status.RUNNING:

@@ -9,6 +9,7 @@ from django.db.models import Min
 from datalake.conf import app_settings
 from datalake.locks import ConcurrentRun, exclusive
 from datalake.models import ExportBatch, JobRun
+from datalake.runs import run_exclusive
 from datalake.spark.runner import SparkJobFailed, run_job
 
 
@@ -116,54 +117,50 @@ def run_silver(
     job = SILVER_JOBS.get(job_name)
     if job is None:
         raise UnknownDataset(f"unknown silver job {job_name!r}; known: {', '.join(SILVER_JOBS)}")
-    run = JobRun.objects.start(
+
+    def body(run: JobRun) -> None:
+        args: list[str] = []
+        if job.incremental_from:
+            last = (
+                JobRun.objects.filter(job_name=job.name, status=JobRun.Status.SUCCEEDED)
+                .exclude(cursor_end="")
+                .order_by("-pk")
+                .first()
+            )
+            after = 0 if full or last is None else int(last.cursor_end)
+            new = new_bronze(job.incremental_from, after)
+            # The export batches consumed: after `after` (none: all) up to `newest`.
+            run.cursor_start, run.cursor_end = str(after or ""), str(new.newest)
+            run.save(update_fields=["cursor_start", "cursor_end"])
+            if after and not new.dates:
+                sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
+                run.skip(f"no new {sources} files since batch {after}")
+                return
+            run.consumed.add(*new.runs)
+            if after:
+                args = ["--dates", ",".join(new.dates)]
+                run.parameters = {**run.parameters, "dates": new.dates}
+                if job.narrows_by_files and len(new.keys) <= MAX_LISTED_FILES:
+                    args += ["--new-files", ",".join(new.keys)]
+                    run.parameters["new_files"] = len(new.keys)
+        run.consumed.add(*latest_runs(name for name in job.inputs if name in SILVER_JOBS))
+        args.append("--overwrite")
+        daily = app_settings.SPARK_DAILY_JAVA_OPTIONS if "--dates" in args else ""
+        outcome = run_job(job.name, args, run=run, timeout=timeout, java_options=daily)
+        if not outcome.ok:
+            raise SparkJobFailed(run.error.splitlines()[0])
+
+    # Two runs of one job never overlap: the second is recorded SKIPPED.
+    return run_exclusive(
         job.name,
+        body,
         layer=JobRun.Layer.SILVER,
+        lock=f"spark.{job.name}",
         dataset=job.name.split(".", 1)[1],
         trigger=trigger,
         parameters={"full": full, "inputs": list(job.inputs)},
         parent=parent,
     )
-    try:
-        with exclusive(f"spark.{job.name}"):
-            args: list[str] = []
-            if job.incremental_from:
-                last = (
-                    JobRun.objects.filter(job_name=job.name, status=JobRun.Status.SUCCEEDED)
-                    .exclude(cursor_end="")
-                    .order_by("-pk")
-                    .first()
-                )
-                after = 0 if full or last is None else int(last.cursor_end)
-                new = new_bronze(job.incremental_from, after)
-                # The export batches consumed: after `after` (none: all) up to `newest`.
-                run.cursor_start, run.cursor_end = str(after or ""), str(new.newest)
-                run.save(update_fields=["cursor_start", "cursor_end"])
-                if after and not new.dates:
-                    sources = ", ".join(f"bronze.{name}" for name in job.incremental_from)
-                    run.skip(f"no new {sources} files since batch {after}")
-                    return run
-                run.consumed.add(*new.runs)
-                if after:
-                    args = ["--dates", ",".join(new.dates)]
-                    run.parameters = {**run.parameters, "dates": new.dates}
-                    if job.narrows_by_files and len(new.keys) <= MAX_LISTED_FILES:
-                        args += ["--new-files", ",".join(new.keys)]
-                        run.parameters["new_files"] = len(new.keys)
-            run.consumed.add(*latest_runs(name for name in job.inputs if name in SILVER_JOBS))
-            args.append("--overwrite")
-            daily = app_settings.SPARK_DAILY_JAVA_OPTIONS if "--dates" in args else ""
-            outcome = run_job(job.name, args, run=run, timeout=timeout, java_options=daily)
-    except ConcurrentRun as exc:
-        run.skip(str(exc))
-        return run
-    except BaseException as exc:
-        if run.status == JobRun.Status.RUNNING:
-            run.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    if not outcome.ok:
-        raise SparkJobFailed(run.error.splitlines()[0])
-    return run
 
 
 def latest_runs(job_names) -> list[int]:
