@@ -26,9 +26,10 @@ differences of running sums over one timeline per symbol / client, where a query
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegerType, LongType
 
@@ -494,3 +495,32 @@ def cut_at(
         .drop("t")
     )
     return scoped, fills_cut, klines_cut, resolutions_cut
+
+
+#: What a sample needs for its features to be computed again on the second path.
+SAMPLE_COLUMNS = (SCOPE, "sample_key", "client_id", "symbol", "operation_id", "stop_price", "t")
+
+
+def recheck(
+    picked: DataFrame, inputs: tuple[DataFrame, DataFrame, DataFrame]
+) -> tuple[int, int, list[str]]:
+    """Compute the features of ``picked`` (rows with :data:`SAMPLE_COLUMNS` and every
+    feature) again from ``inputs`` (fills, klines, resolutions) cut at each row's ``t``;
+    return (rows checked, rows that differ, up to 3 differing sample keys).
+
+    The training sets' leakage recheck and the online parity check are this one
+    comparison: served or published values against the cut-at-t path.
+    """
+    again = compute_features(*cut_at(picked.select(*SAMPLE_COLUMNS), *inputs))
+    a, b = picked.alias("a"), again.alias("b")
+    compared = a.join(b, F.col("a.sample_key") == F.col("b.sample_key"), "left")
+    names = [f.name for f in FEATURES]
+    differs = reduce(
+        lambda acc, c: acc | c, [~F.col(f"a.{n}").eqNullSafe(F.col(f"b.{n}")) for n in names]
+    )
+    row: Row = compared.agg(
+        F.count(F.lit(1)).alias("checked"),
+        F.count_if(differs).alias("differ"),
+        F.slice(F.collect_list(F.when(differs, F.col("a.sample_key"))), 1, 3).alias("examples"),
+    ).first()
+    return row["checked"], row["differ"], list(row["examples"])

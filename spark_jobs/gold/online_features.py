@@ -29,7 +29,6 @@ import json
 import logging
 import time
 from datetime import UTC, date, datetime, timedelta
-from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -41,7 +40,13 @@ from spark_jobs.common.datasets import read_dataset
 from spark_jobs.common.lake import LakeFS, partition_path, staging_root
 from spark_jobs.common.report import ChecksFailed, Refused, Report
 from spark_jobs.gold import features
-from spark_jobs.gold.features import FEATURE_NAMES, FEATURES, SCOPE, compute_features, cut_at
+from spark_jobs.gold.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    SCOPE,
+    compute_features,
+    recheck,
+)
 from spark_jobs.silver import operations, stop_executions
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,6 @@ METADATA = "_feature_set.json"
 PARTITIONS = ("client_id", "date")
 ACTIVITY_DAYS = 7
 PARITY_SAMPLES = 20
-SAMPLE_COLUMNS = [SCOPE, "sample_key", "client_id", "symbol", "operation_id", "stop_price", "t"]
 ROW_COLUMNS = ["client_id", "symbol", "as_of", "computed_at", "operation_id", "stop_price",
                *FEATURE_NAMES, "feature_version", "refresh_run_id", "date"]  # fmt: skip
 
@@ -156,22 +160,11 @@ def parity_check(
         )
         .localCheckpoint()
     )
-    again = compute_features(*cut_at(picked.select(*SAMPLE_COLUMNS), *inputs))
-    a, b = picked.alias("a"), again.alias("b")
-    compared = a.join(b, F.col("a.sample_key") == F.col("b.sample_key"), "left")
-    differs = reduce(
-        lambda acc, c: acc | c,
-        [~F.col(f"a.{name}").eqNullSafe(F.col(f"b.{name}")) for name in FEATURE_NAMES],
-    )
-    row = compared.agg(
-        F.count(F.lit(1)).alias("checked"),
-        F.count_if(differs).alias("differ"),
-        F.slice(F.collect_list(F.when(differs, F.col("a.sample_key"))), 1, 3).alias("examples"),
-    ).first()
-    observed = f"{row['differ']} of {row['checked']} sampled (client, symbol) differ"
-    if row["differ"]:
-        observed += ": " + ", ".join(row["examples"])
-    return CheckResult(DATASET, "", "online_offline_parity", row["differ"] == 0, observed, True)
+    checked, differ, examples = recheck(picked, inputs)
+    observed = f"{differ} of {checked} sampled (client, symbol) differ"
+    if differ:
+        observed += ": " + ", ".join(examples)
+    return CheckResult(DATASET, "", "online_offline_parity", differ == 0, observed, True)
 
 
 def read_inputs(

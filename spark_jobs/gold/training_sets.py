@@ -28,7 +28,6 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import reduce
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -56,8 +55,8 @@ from spark_jobs.gold.features import (
     REQUIRED,
     SCOPE,
     compute_features,
-    cut_at,
     features_struct,
+    recheck,
 )
 from spark_jobs.silver import operations, stop_executions
 from spark_jobs.silver.stop_executions import uuid5_column
@@ -299,24 +298,11 @@ def leakage_recheck(
         .select(SCOPE, "sample_key", "client_id", "symbol", "operation_id", "stop_price", "t",
                 *FEATURE_NAMES)
     )  # fmt: skip
-    picked = picked.localCheckpoint()
-    sample_columns = [SCOPE, "sample_key", "client_id", "symbol", "operation_id", "stop_price", "t"]
-    again = compute_features(*cut_at(picked.select(*sample_columns), *inputs))
-    a, b = picked.alias("a"), again.alias("b")
-    compared = a.join(b, F.col("a.sample_key") == F.col("b.sample_key"), "left")
-    differs = reduce(
-        lambda acc, c: acc | c,
-        [~F.col(f"a.{name}").eqNullSafe(F.col(f"b.{name}")) for name in FEATURE_NAMES],
-    )
-    row = compared.agg(
-        F.count(F.lit(1)).alias("checked"),
-        F.count_if(differs).alias("differ"),
-        F.slice(F.collect_list(F.when(differs, F.col("a.sample_key"))), 1, 3).alias("examples"),
-    ).first()
-    observed = f"{row['differ']} of {row['checked']} rechecked samples differ"
-    if row["differ"]:
-        observed += ": " + ", ".join(row["examples"])
-    return CheckResult(dataset, "", "features_point_in_time", row["differ"] == 0, observed, True)
+    checked, differ, examples = recheck(picked.localCheckpoint(), inputs)
+    observed = f"{differ} of {checked} rechecked samples differ"
+    if differ:
+        observed += ": " + ", ".join(examples)
+    return CheckResult(dataset, "", "features_point_in_time", differ == 0, observed, True)
 
 
 def split_check(
