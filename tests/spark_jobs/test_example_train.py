@@ -39,7 +39,10 @@ def test_the_example_beats_the_majority_baseline_on_demo_data(
     settings.DATALAKE_URI = str(lake)
     settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
     out = io.StringIO()
-    call_command("seed_demo", "--seed", "42", "--events", "6000", "--no-progress", stdout=out)
+    call_command(
+        "seed_demo", "--seed", "42", "--events", "6000", "--start-date", "2024-12-20",
+        "--no-progress", stdout=out,
+    )  # fmt: skip
     call_command("export_bronze", "--no-progress", stdout=out)
     for run_id, job, *args in [
         ("1", "silver.stop_executions"),
