@@ -179,8 +179,10 @@ class _Generator(ClientsAndOperations, Executions):
         batch, self.batch = self.batch, Batch()
         if self.config.until is not None:
             for spec, rows in batch.rows.items():
+                # Only rows nothing refers to are cut: an operation opened after the cut
+                # stays, since its orders and events may be older than it is.
                 column = next((c for c in TIME_COLUMNS if c in spec.columns), None)
-                if column is not None and rows:
+                if column is not None and rows and spec in RENUMBERED:
                     i = spec.columns.index(column)
                     batch.rows[spec] = self._renumber(
                         spec, [r for r in rows if r[i] <= self.config.until]
