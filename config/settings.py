@@ -65,6 +65,10 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'robson.sqlite3'}")}
+# Web and Celery workers keep their connection between requests (checked before reuse):
+# opening one per request costs more than the features API's whole answer.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that subprocesses started by tests (Celery workers,
     # exporters killed mid-run) see the same test database.
