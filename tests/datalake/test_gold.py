@@ -45,19 +45,6 @@ def test_bad_arguments(options: BuildOptions, message: str) -> None:
         options.job_args()
 
 
-@pytest.fixture
-def recording_submit(tmp_path, settings):
-    """A spark-submit that records its command line and fails (no Spark needed)."""
-    script = tmp_path / "spark-submit"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\nexit 1\n')
-    script.chmod(0o755)
-    settings.DATALAKE_SPARK_SUBMIT = str(script)
-    settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
-    settings.DATALAKE_URI = str(tmp_path / "lake")
-    settings.DATALAKE_SPARK_CLASS_ARCHIVE_DIR = "off"
-    return lambda: (tmp_path / "argv").read_text().splitlines()
-
-
 def test_the_command_passes_its_arguments_and_the_input_runs(recording_submit) -> None:
     silver = JobRun.objects.start("silver.stop_executions", layer=JobRun.Layer.SILVER)
     silver.succeed()

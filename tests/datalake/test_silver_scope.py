@@ -44,19 +44,6 @@ def test_the_cursor_stops_before_a_batch_still_in_flight():
     assert new_bronze(("orders", "events"), new.newest).dates == ["2024-12-21", "2024-12-22"]
 
 
-@pytest.fixture
-def recording_submit(tmp_path, settings):
-    """A spark-submit that records its command line and fails (no Spark needed)."""
-    script = tmp_path / "spark-submit"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\nexit 1\n')
-    script.chmod(0o755)
-    settings.DATALAKE_SPARK_SUBMIT = str(script)
-    settings.DATALAKE_WORK_DIR = str(tmp_path / "work")
-    settings.DATALAKE_URI = str(tmp_path / "lake")
-    settings.DATALAKE_SPARK_CLASS_ARCHIVE_DIR = "off"
-    return lambda: (tmp_path / "argv").read_text().splitlines()
-
-
 def test_a_daily_run_gets_its_new_files_and_the_daily_jvm_options(recording_submit, settings):
     settings.DATALAKE_SPARK_DAILY_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
     first = batch("events", 1, ["2024-12-20"])
