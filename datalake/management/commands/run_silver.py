@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         jobs = [name for name in SILVER_JOBS if name in (options["jobs"] or SILVER_JOBS)]
         for name in jobs:
-            self.stdout.write(f"{name}: running spark-submit ...")
+            self.stdout.write(f"{name}: ...")
             try:
                 run = run_silver(name, full=options["full"], timeout=options["timeout"])
             except SparkSubmitNotFound as exc:
