@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datalake.bronze.schemas import EVENTS, SCHEMA_VERSION
+from datalake.bronze.schemas import EVENTS, SCHEMA_VERSION, Dataset
 from datalake.conf import DEFAULTS
 from datalake.spark.classdata import class_archive
 from datalake.spark.submit import SubmitConfig, build_command, lake_conf, package_jobs
@@ -351,40 +351,53 @@ def generate(size: int) -> Generated:
     return Generated(table, day, base_rows + len(dupes), n_exec)
 
 
-def write_bronze(root: Path, table: pa.Table, day: np.ndarray, first_batch: int) -> int:
-    """Write ``table`` as the exporter does: batches by event_seq, one file per date each.
+def partition_paths(dataset: Dataset, table: pa.Table) -> pa.Array:
+    """Return each row's partition path as the exporter spells it (``client_id=3/date=...``:
+    the dataset's partition columns, then the UTC date of its time column)."""
+    parts = [
+        pc.binary_join_element_wise(f"{name}=", pc.cast(table[name], pa.string()), "")
+        for name in dataset.partition_by
+    ]
+    dates = pc.cast(pc.cast(table[dataset.time_column], pa.date32()), pa.string())
+    parts.append(pc.binary_join_element_wise("date=", dates, ""))
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
+
+
+def write_bronze(root: Path, dataset: Dataset, table: pa.Table, first_batch: int) -> int:
+    """Write ``table`` (rows of ``dataset`` in cursor order) as the exporter does: batches
+    of :data:`BATCH_ROWS`, one file per partition each, with its ``_metadata/`` manifest.
 
     Returns the number of the next batch.
     """
     number = first_batch
+    names = dataset.file_schema.names
     for offset in range(0, table.num_rows, BATCH_ROWS):
         batch = table.slice(offset, BATCH_ROWS)
-        days = day[offset : offset + BATCH_ROWS]
-        for index, value in enumerate(np.unique(days)):
-            part = batch.filter(pa.array(days == value))
-            partition = f"date={(START + timedelta(days=int(value))).date().isoformat()}"
+        keys = partition_paths(dataset, batch)
+        for index, partition in enumerate(sorted(pc.unique(keys).to_pylist())):
+            part = batch.filter(pc.equal(keys, partition)).select(names)
             name = f"part-{number:08d}-{index:04d}"
-            directory = root / "bronze" / "events" / partition
+            directory = root / dataset.prefix / partition
             (directory / "_metadata").mkdir(parents=True, exist_ok=True)
             path = directory / f"{name}.parquet"
             pq.write_table(part, path, compression="zstd")
-            seq = part["event_seq"]
+            cursor = part[dataset.cursor]
             manifest = {
                 "schema_version": SCHEMA_VERSION,
-                "dataset": "events",
+                "dataset": dataset.name,
                 "file": path.name,
-                "key": f"bronze/events/{partition}/{path.name}",
+                "key": f"{dataset.prefix}/{partition}/{path.name}",
                 "kind": "data",
-                "partition": {"date": partition.split("=", 1)[1]},
+                "partition": dict(p.split("=", 1) for p in partition.split("/")),
                 "rows": part.num_rows,
                 "bytes": path.stat().st_size,
                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "cursor_column": "event_seq",
-                "min_cursor": pc.min(seq).as_py(),
-                "max_cursor": pc.max(seq).as_py(),
+                "cursor_column": dataset.cursor,
+                "min_cursor": pc.min(cursor).as_py(),
+                "max_cursor": pc.max(cursor).as_py(),
                 "batch": number,
                 "run_id": 0,
-                "columns": [{"name": f.name, "type": str(f.type)} for f in EVENTS.file_schema],
+                "columns": [{"name": f.name, "type": str(f.type)} for f in dataset.file_schema],
             }
             (directory / "_metadata" / f"{name}.json").write_text(json.dumps(manifest))
         number += 1
@@ -403,8 +416,8 @@ def ensure_input(size: int) -> tuple[Path, dict[str, Any]]:
     started = time.perf_counter()
     data = generate(size)
     base, rest = data.table.slice(0, data.base_rows), data.table.slice(data.base_rows)
-    next_batch = write_bronze(directory / "base", base, data.day[: data.base_rows], 1)
-    write_bronze(directory / "increment", rest, data.day[data.base_rows :], next_batch)
+    next_batch = write_bronze(directory / "base", EVENTS, base, 1)
+    write_bronze(directory / "increment", EVENTS, rest, next_batch)
     new_date = (START + timedelta(days=DAYS)).date()
     info = {
         "size": size,
@@ -565,6 +578,17 @@ def run_spark(
     return run
 
 
+def ensure_class_archive(work: Path) -> None:
+    """Write the driver's class-data archive with a small silver build if there is none
+    yet (as the first run on a machine does), so that no measured run pays for it."""
+    if class_archive(CLASS_ARCHIVE_DIR).partial is None:
+        return
+    say("first run on this machine: a small build writes the class-data archive ...")
+    source, _ = ensure_input(WARM_UP_SIZE)
+    link_tree(source / "base", work / "warm-up")
+    run_spark(work, work / "warm-up", 0, ["--overwrite"], False)
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -601,6 +625,15 @@ def event_log_summary(path: Path) -> list[str]:
 
 
 # -- DuckDB reference ----------------------------------------------------------------------
+
+
+def uuid5_text(digest: str) -> str:
+    """Return the DuckDB SQL that spells the SHA-1 hex digest column ``digest`` (of the
+    namespace's bytes and the name's) as a version-5 UUID, as ``uuid.uuid5`` does."""
+    return (
+        f"printf('%s-%s-5%s-%x%s-%s', {digest}[1:8], {digest}[9:12], {digest}[14:16],"
+        f" (('0x' || {digest}[17])::INTEGER & 3) | 8, {digest}[18:20], {digest}[21:32])"
+    )
 
 
 def replay_sql(bronze_glob: str) -> str:
@@ -669,8 +702,7 @@ def replay_sql(bronze_glob: str) -> str:
         SELECT *, {h} AS _h FROM replayed
     )
     SELECT
-        printf('%s-%s-5%s-%x%s-%s', _h[1:8], _h[9:12], _h[14:16],
-               (('0x' || _h[17])::INTEGER & 3) | 8, _h[18:20], _h[21:32]) AS execution_id,
+        {uuid5_text("_h")} AS execution_id,
         execution_token, operation_id,
         TRY_CAST(json_extract_string(payload_json, '$.strategy_id') AS BIGINT) AS strategy_id,
         symbol, side, status, stop_price, trigger_price, quantity,
@@ -1004,11 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         shutil.rmtree(work, ignore_errors=True)
-        if class_archive(CLASS_ARCHIVE_DIR).partial is not None:
-            say("first run on this machine: a small build writes the class-data archive ...")
-            source, _ = ensure_input(WARM_UP_SIZE)
-            link_tree(source / "base", work / "warm-up")
-            run_spark(work, work / "warm-up", 0, ["--overwrite"], False)
+        ensure_class_archive(work)
         say("empty Spark job (start-up and shutdown only) ...")
         empty = run_spark(work, work / "lake", 0, ["--seconds", "0"], False, "diagnostics.sleep")
         for size in sizes:
