@@ -124,6 +124,14 @@ def round_half_even(q: Quotient, result: DecimalType) -> Column:
     return typed(F.when(away, q.truncated + step).otherwise(q.truncated), result)
 
 
+def round_half_up(q: Quotient, result: DecimalType) -> Column:
+    """Return the exact quotient of ``q`` rounded once, HALF_UP (a tie away from zero),
+    at q's scale. Null if the result does not fit ``result``."""
+    away = F.abs(q.remainder) * F.lit(2) >= q.modulus
+    step = F.when(q.remainder < 0, -unit(q.scale)).otherwise(unit(q.scale))
+    return typed(F.when(away, q.truncated + step).otherwise(q.truncated), result)
+
+
 def round_nudged(value: Column, nudge: Column, scale: int, result: DecimalType) -> Column:
     """Return value + ε rounded HALF_EVEN at ``scale``, where ε is tiny with the sign of
     ``nudge`` (0: none) and |ε| is below one unit of ``value``'s own scale.

@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegerType, LongType
 
 from spark_jobs.common.datasets import MONEY
+from spark_jobs.common.decimals import divide, multiply, round_half_up, typed
 
 SCOPE = "_scope"
 
@@ -42,8 +43,10 @@ VOLATILITY = DecimalType(10, 6)
 VOLUME = DecimalType(20, 8)
 RUNNING_VOLUME = DecimalType(38, 8)  # a running sum over a year of candles
 WINDOW_VOLUME = DecimalType(30, 8)
-NOTIONAL = DecimalType(31, 13)  # as silver.operations: price·qty keeps 13 places
-AVERAGE = DecimalType(26, 12)
+# Entry price arithmetic, exact: price·qty keeps all 16 places. A notional beyond 10^14
+# (or a quantity beyond 10^16) does not fit: the feature is then null, never rounded.
+NOTIONAL = DecimalType(30, 16)
+QUANTITY = DecimalType(24, 8)
 
 VOLATILITY_WINDOW_MIN = 15
 VOLUME_WINDOW_H = 24
@@ -204,22 +207,27 @@ def entry_features(samples: DataFrame, fills: DataFrame) -> DataFrame:
     )
     entry_side = F.col("_fills")[0]["side"]
     entries = F.filter("_fills", lambda f: f["side"] == entry_side)
+    # With N = Σ price·qty and Q = Σ qty of the entries, entry price = N / Q and
+    # |N/Q - S| / (N/Q) · 100 = |N - S·Q| / N · 100: exact, then rounded once.
     notional = F.aggregate(
         entries,
         F.lit(0).cast(NOTIONAL),
-        lambda acc, f: (acc + f["price"] * f["quantity"]).cast(NOTIONAL),
-    )
+        lambda acc, f: typed(acc + multiply(f["price"], f["quantity"], MONEY, MONEY, 30),
+                             NOTIONAL),
+    )  # fmt: skip
     quantity = F.aggregate(
-        entries, F.lit(0).cast(NOTIONAL), lambda acc, f: (acc + f["quantity"]).cast(NOTIONAL)
+        entries, F.lit(0).cast(QUANTITY), lambda acc, f: typed(acc + f["quantity"], QUANTITY)
     )
-    price = F.when(quantity > 0, (notional / quantity.cast(MONEY)).cast(AVERAGE))
-    distance = F.abs(price - F.col("stop_price")) / price * F.lit(100)
+    at_stop = multiply(quantity, F.col("stop_price"), QUANTITY, MONEY, 30)
+    gap = F.abs(notional - at_stop)  # decimal(31, 16)
+    ratio = divide(gap, notional, DecimalType(31, 16), NOTIONAL, STOP_DISTANCE.scale + 2)
+    distance = round_half_up(ratio, DecimalType(12, 6)) * F.lit(100)
     entry_time = F.array_min(F.transform(entries, lambda f: f["created_at"]))
     seconds = F.floor((F.unix_micros("t") - F.unix_micros(entry_time)) / F.lit(1_000_000))
     return grouped.select(
         SCOPE,
         "sample_key",
-        F.round(distance, 4).cast(STOP_DISTANCE).alias("stop_distance_pct"),
+        typed(distance, STOP_DISTANCE).alias("stop_distance_pct"),
         seconds.cast(IntegerType()).alias("time_to_trigger_sec"),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import statistics
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -135,6 +136,42 @@ def test_features_on_tiny_inputs_ignore_rows_at_and_after_t(spark: SparkSession)
     for planted in (False, True):
         actual = compute_features(*inputs(spark, planted=planted)).select(*columns)
         assertDataFrameEqual(actual, expected)
+
+
+def exact_stop_distance(entries: list[tuple[str, str]], stop: str) -> Decimal:
+    """|N/Q - S| / (N/Q) * 100 with Python's exact decimals, rounded once, half up."""
+    n = sum(Decimal(q) * Decimal(p) for q, p in entries)
+    q = sum(Decimal(q) for q, _ in entries)
+    exact = abs(n - Decimal(stop) * q) * 100 / n
+    return exact.quantize(Decimal("1e-4"), rounding="ROUND_HALF_UP")
+
+
+def test_stop_distance_is_exact_and_rounded_once(spark: SparkSession) -> None:
+    """Rounded once at 4 places, from the exact value: a quotient rounded at 11 places,
+    then 7, then 4 gave 1.1182 for 1.11814997... (the first case)."""
+    rng = random.Random(20261201)
+    cases = [([("0.47523", "3767.6699")], "3725.5417")]
+    for _ in range(300):
+        fills_ = [(f"{rng.randint(1, 10**8)}e-8", f"{rng.randint(10**8, 10**13)}e-8")
+                  for _ in range(rng.randint(1, 3))]  # fmt: skip
+        cases.append((fills_, f"{rng.randint(10**8, 10**13)}e-8"))
+    t = ts(T)
+    samples, orders = [], []
+    for i, (entries, stop) in enumerate(cases):
+        samples.append((0, str(i), 1, "BTCUSDC", 1000 + i, Decimal(stop), t))
+        for j, (qty, price) in enumerate(entries):
+            orders.append(order(1000 + i, "BUY", str(Decimal(qty)), str(Decimal(price)),
+                                f"2024-12-27 09:{j:02d}:00"))  # fmt: skip
+    got = compute_features(
+        spark.createDataFrame(samples, SAMPLES),
+        features.fills_input(fills(orders_frame(spark, orders))),
+        features.klines_input(klines_frame(spark, [])),
+        features.resolutions_input(spark.createDataFrame([], RESOLUTIONS)),
+    ).select("sample_key", "stop_distance_pct")
+    actual = {r.sample_key: r.stop_distance_pct for r in got.collect()}
+    expected = {str(i): exact_stop_distance(e, s) for i, (e, s) in enumerate(cases)}
+    assert actual["0"] == Decimal("1.1181")
+    assert {k: v for k, v in actual.items() if v != expected[k]} == {}
 
 
 def test_the_cut_path_gives_the_same_features(spark: SparkSession) -> None:
