@@ -171,7 +171,8 @@ def read_inputs(
     spark: SparkSession, root: str, t: datetime, activity_days: int
 ) -> tuple[DataFrame, tuple[DataFrame, DataFrame, DataFrame]]:
     """Return (executions, (fills, klines, resolutions)) from the partitions that can
-    matter at ``t``: the activity window's, and the klines of the last 24 hours."""
+    matter at ``t``: the activity window's, and the klines of the last 24 hours. The three
+    inputs are persisted (the caller's session ends with the job)."""
     first = (t - timedelta(days=activity_days)).date()
     executions = read_dataset(spark, root, stop_executions.LAYOUT, first, t.date())
     orders = read_dataset(spark, root, BRONZE_ORDERS, first, t.date())
@@ -179,10 +180,11 @@ def read_inputs(
         spark, root, BRONZE_KLINES, (t - timedelta(hours=features.LONGEST_WINDOW_H + 1)).date(),
         t.date(),
     )  # fmt: skip
+    # Persisted: the features and the parity check's second path read each of them.
     return executions, (
-        features.fills_input(operations.fills(orders)),
-        features.klines_input(klines),
-        features.resolutions_input(executions),
+        features.fills_input(operations.fills(orders)).persist(),
+        features.klines_input(klines).persist(),
+        features.resolutions_input(executions).persist(),
     )
 
 

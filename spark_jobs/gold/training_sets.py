@@ -650,14 +650,16 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
                             inputs.keys(stop_executions.DATASET))  # fmt: skip
     orders = read_files(spark, config.lake_uri, BRONZE_ORDERS, inputs.keys("bronze.orders"))
     klines = read_files(spark, config.lake_uri, BRONZE_KLINES, inputs.keys("bronze.klines"))
+    # Each input is read once: every feature branch, the counts and the leakage recheck
+    # use them again (unpersisted, silver alone was scanned eight times).
     feature_inputs = (
-        features.fills_input(operations.fills(orders)),
-        features.klines_input(klines),
-        features.resolutions_input(executions),
+        features.fills_input(operations.fills(orders)).persist(),
+        features.klines_input(klines).persist(),
+        features.resolutions_input(executions).persist(),
     )
 
     started = time.monotonic()
-    candidates = select_samples(executions, spec, as_of)
+    candidates = select_samples(executions, spec, as_of).persist()
     featured = compute_features(candidates, *feature_inputs).persist()
     try:
         report.inputs[stop_executions.DATASET] = candidates.count()
@@ -689,7 +691,8 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
                 fs.rename(f"{staged}/split={name}", f"{staged}/{name}")
         report.seconds["write"] = round(time.monotonic() - started, 3)
     finally:
-        featured.unpersist()
+        for frame in (featured, candidates, *feature_inputs):
+            frame.unpersist()
 
     started = time.monotonic()
     schema = samples.drop("split").schema
