@@ -162,8 +162,12 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=10_000)
     parser.add_argument("--http-seconds", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1),
-                        help="gunicorn sync workers (default: 2 per core)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * (os.cpu_count() or 1),
+        help="gunicorn sync workers (default: 2 per core)",
+    )
     parser.add_argument("--rate", type=int, default=500,
                         help="offered rate of the paced HTTP run, requests/s")  # fmt: skip
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL",

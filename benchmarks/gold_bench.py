@@ -37,9 +37,7 @@ keeps the work lakes under ``/tmp/gold-bench/work-<size>/``; ``--stages`` turns 
 event log and prints the time of each SQL execution and stage of the gold job.
 """
 
-import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -72,15 +70,15 @@ from benchmarks.silver_bench import (
     choices,
     count_files,
     decimals,
+    duckdb_session,
     ensure_class_archive,
     ensure_input,
     link_tree,
     machine,
+    parse_bench_args,
+    print_header,
     run_spark,
     say,
-    source_version,
-    spark_version,
-    submit_config_summary,
     ticks,
     uuid5_text,
     uuid_strings,
@@ -90,7 +88,6 @@ from datalake.bronze.schemas import KLINES, ORDERS
 
 CACHE = Path("/tmp/gold-bench")
 INPUT_VERSION = f"v1-{GENERATOR_VERSION}"  # cache key: this generator's and the events'
-DEFAULT_SIZES = "1000000,10000000"
 SEED = 20250102
 
 JOB = "gold.training_sets.stop_outcome"
@@ -530,15 +527,9 @@ class DuckRun:
 
 def run_duckdb(lake: Path, out: Path) -> DuckRun:
     """Build stop_outcome of ``lake`` with DuckDB into ``out`` (``split=/date=`` files)."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
     cpu = time.process_time()
     started = time.perf_counter()
-    con = duckdb.connect()
-    con.execute(f"SET threads = {os.cpu_count()}")
-    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
-    con.execute(f"SET temp_directory = '{out.parent / 'duckdb-tmp'}'")
-    con.execute("SET TimeZone = 'UTC'")
+    con = duckdb_session(out)
     con.execute(f"CREATE TEMP TABLE featured AS {features_sql(lake)}")
     candidates, with_entry = con.execute(
         "SELECT count(*), count(stop_distance_pct) FROM featured"
@@ -814,27 +805,9 @@ def report(results: list[SizeResult], stages: bool) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--sizes", default=DEFAULT_SIZES, help="bronze event counts, comma-separated"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work lakes and Spark logs")
-    parser.add_argument("--stages", action="store_true", help="Spark event log: time per stage")
-    args = parser.parse_args(argv)
-    sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(",") if s)
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    print(
-        f"{JOB} benchmark: {os.cpu_count()} CPUs, {memory:.0f} GB RAM;"
-        f" pyspark {spark_version()}, duckdb {duckdb.__version__}, pyarrow {pa.__version__}"
-    )
-    print(f"at the start: {machine()}")
-    print(
-        f"Spark: {' '.join(submit_config_summary())}; spark_jobs at {source_version()};"
-        f" DuckDB: threads {os.cpu_count()}, memory limit {DUCKDB_MEMORY};"
-        f" sizes {', '.join(f'{s:,}' for s in sizes)}; inputs cached under {SILVER_CACHE}"
-        f" and {CACHE}" + ("; Spark event log ON (--stages)" if args.stages else ""),
-        flush=True,
-    )
+    args = parse_bench_args(__doc__, argv)
+    sizes = args.sizes
+    print_header(JOB, args, cached=f"; inputs cached under {SILVER_CACHE} and {CACHE}")
     warm_up = CACHE / "work-warm-up"
     results = []
     try:

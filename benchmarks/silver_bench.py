@@ -718,20 +718,27 @@ def replay_sql(bronze_glob: str) -> str:
     """
 
 
-def run_duckdb(lake: Path, out: Path) -> tuple[float, float]:
-    """Rebuild silver.stop_executions of ``lake`` with DuckDB into ``out``.
-
-    Returns (wall seconds, CPU seconds of all of this process's threads).
-    """
+def duckdb_session(out: Path) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection set up as the benches run it (every CPU, the memory
+    limit, UTC, spills beside ``out``), after emptying ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cpu = time.process_time()
-    started = time.perf_counter()
     con = duckdb.connect()
     con.execute(f"SET threads = {os.cpu_count()}")
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
     con.execute(f"SET temp_directory = '{out.parent / 'duckdb-tmp'}'")
     con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def run_duckdb(lake: Path, out: Path) -> tuple[float, float]:
+    """Rebuild silver.stop_executions of ``lake`` with DuckDB into ``out``.
+
+    Returns (wall seconds, CPU seconds of all of this process's threads).
+    """
+    cpu = time.process_time()
+    started = time.perf_counter()
+    con = duckdb_session(out)
     glob = f"{lake}/bronze/events/*/*.parquet"
     con.execute(
         f"COPY ({replay_sql(glob)}) TO '{out}'"
@@ -1010,28 +1017,40 @@ def report(results: list[SizeResult], empty: SparkRun, stages: bool) -> bool:
     return ok
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_bench_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the options every Spark-against-DuckDB bench takes (sizes, keep, stages)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--sizes", default=DEFAULT_SIZES, help="bronze event counts, comma-separated"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work lakes and Spark logs")
     parser.add_argument("--stages", action="store_true", help="Spark event log: time per stage")
     args = parser.parse_args(argv)
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
+    args.sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(",") if s)
+    return args
+
+
+def print_header(job: str, args: argparse.Namespace, cached: str = "") -> None:
+    """Print the machine, versions, Spark and DuckDB settings and sizes of a bench run."""
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     print(
-        f"silver.stop_executions benchmark: {os.cpu_count()} CPUs, {memory:.0f} GB RAM;"
+        f"{job} benchmark: {os.cpu_count()} CPUs, {memory:.0f} GB RAM;"
         f" pyspark {spark_version()}, duckdb {duckdb.__version__}, pyarrow {pa.__version__}"
     )
     print(f"at the start: {machine()}")
     print(
         f"Spark: {' '.join(submit_config_summary())}; spark_jobs at {source_version()};"
         f" DuckDB: threads {os.cpu_count()}, memory limit {DUCKDB_MEMORY};"
-        f" sizes {', '.join(f'{s:,}' for s in sizes)}"
+        f" sizes {', '.join(f'{s:,}' for s in args.sizes)}{cached}"
         + ("; Spark event log ON (--stages)" if args.stages else ""),
         flush=True,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_bench_args(__doc__, argv)
+    sizes = args.sizes
+    print_header("silver.stop_executions", args)
     work = CACHE / "work-empty"
     results = []
     try:
