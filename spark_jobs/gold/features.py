@@ -232,18 +232,41 @@ def entry_features(samples: DataFrame, fills: DataFrame) -> DataFrame:
     )
 
 
+def log_returns(closes: Column) -> Column:
+    """Return the one-step log returns ln(close_i / close_(i-1)) of ``closes`` (an array in
+    time order), as an array of doubles one shorter (empty for fewer than 2 closes)."""
+    n = F.greatest(F.size(closes) - 1, F.lit(0))
+    return F.zip_with(
+        F.slice(closes, 2, n),
+        F.slice(closes, 1, n),
+        lambda now, before: F.ln(now.cast("double") / before.cast("double")),
+    )
+
+
+def sample_sd(returns: Column) -> Column:
+    """Return the sample standard deviation of ``returns`` (an array of doubles; two
+    passes: the mean, then the squared deviations), rounded to 6 places; null for fewer
+    than 2 values. Give it a column, not an expression: it reads ``returns`` three times."""
+    n = F.size(returns)
+    mean = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r) / n
+    # The mean rides in the accumulator: referenced from the lambda, Spark would evaluate
+    # it (and the returns under it) again for every element.
+    squares = F.aggregate(
+        returns,
+        F.struct(mean.alias("mean"), F.lit(0.0).alias("sum")),
+        lambda acc, r: F.struct(
+            acc["mean"].alias("mean"),
+            (acc["sum"] + (r - acc["mean"]) * (r - acc["mean"])).alias("sum"),
+        ),
+        lambda acc: acc["sum"],
+    )
+    return F.when(n >= 2, F.round(F.sqrt(squares / (n - 1)), 6).cast(VOLATILITY))
+
+
 def volatility(closes: Column) -> Column:
     """Return the sample standard deviation of the log returns of ``closes`` (an array in
     time order), rounded to 6 places; null for fewer than 2 returns."""
-    n = F.size(closes) - 1
-    returns = F.zip_with(
-        F.slice(closes, 2, F.greatest(n, F.lit(0))),
-        F.slice(closes, 1, F.greatest(n, F.lit(0))),
-        lambda now, before: F.ln(now.cast("double") / before.cast("double")),
-    )
-    mean = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r) / n
-    squares = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + (r - mean) * (r - mean))
-    return F.when(n >= 2, F.round(F.sqrt(squares / (n - 1)), 6).cast(VOLATILITY))
+    return sample_sd(log_returns(closes))
 
 
 def volatility_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
@@ -267,7 +290,9 @@ def volatility_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
         F.array_sort(F.collect_list(F.struct("close_time", "close"))).alias("_candles")
     )
     closes = F.transform("_candles", lambda c: c["close"])
-    return grouped.select(SCOPE, "sample_key", volatility(closes).alias("volatility_15m"))
+    # Two projections: the returns are computed once per sample, then read by sample_sd.
+    returns = grouped.select(SCOPE, "sample_key", log_returns(closes).alias("_returns"))
+    return returns.select(SCOPE, "sample_key", sample_sd(F.col("_returns")).alias("volatility_15m"))
 
 
 def _running_at(
