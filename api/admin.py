@@ -22,6 +22,12 @@ class ClientAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+@admin.register(models.ClientMembership)
+class ClientMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "client")
+    search_fields = ("user__username", "client__name")
+
+
 @admin.register(models.Strategy)
 class StrategyAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "client", "is_active")

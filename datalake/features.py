@@ -5,8 +5,10 @@ refresh job (``spark_jobs/gold/online_features.py``) writes. After a successful 
 :func:`load_refresh` copies its partitions into the feature cache under the refresh's
 version, then moves the ``current`` pointer to it: a reader reads the pointer once and
 then only keys of that version, so it sees the old or the new refresh whole, never a
-mix. A miss (or an unreachable cache) reads the client's newest partition with pyarrow;
-a miss fills the cache.
+mix. A miss (or an unreachable cache) reads the client's newest partition with pyarrow,
+and fills the cache: under the current version, or, in a process without a pointer (with
+the local-memory cache, every process but the refresh's), for
+:data:`UNVERSIONED_TTL_SECONDS` only, so that a later refresh reaches it.
 
 No pyspark here: the Django app reads what the Spark jobs wrote.
 """
@@ -39,6 +41,11 @@ ROW_COLUMNS = frozenset(
 )  # fmt: skip
 OLD_VERSION_TTL_SECONDS = 24 * 3600  # readers of the previous version finish long before
 _ABSENT = "__absent__"  # a cached NOT_FOUND, valid for its version only
+#: Where a process that has no ``current`` pointer (a web worker with the local-memory
+#: cache: the refresh loaded another process's memory) caches what it read from Parquet,
+#: for this long: a later refresh reaches it within that time.
+UNVERSIONED = "parquet"
+UNVERSIONED_TTL_SECONDS = 60
 
 
 class Status(models.TextChoices):
@@ -165,10 +172,10 @@ def get_online_features(
     version = None
     try:
         version = cache.get(pointer_key(feature_set))
-        if version is not None:
-            keys = {entry_key(feature_set, version, c, s): (c, s) for c, s in set(entities)}
-            for key, value in cache.get_many(list(keys)).items():
-                found[keys[key]] = None if value == _ABSENT else value
+        tag = UNVERSIONED if version is None else version
+        keys = {entry_key(feature_set, tag, c, s): (c, s) for c, s in set(entities)}
+        for key, value in cache.get_many(list(keys)).items():
+            found[keys[key]] = None if value == _ABSENT else value
     except Exception as exc:  # an unreachable cache must not fail a lookup
         log.warning("feature cache unavailable (%s: %s): reading Parquet", type(exc).__name__, exc)
         version = None
@@ -176,6 +183,7 @@ def get_online_features(
 
     missing = [pair for pair in dict.fromkeys(entities) if pair not in found]
     fill: dict[str, Any] = {}
+    unversioned: dict[str, Any] = {}
     for client_id in sorted({c for c, _ in missing}):
         rows = {r["symbol"]: r for r in read_rows(newest_partition(feature_set, client_id))}
         for pair in (p for p in missing if p[0] == client_id):
@@ -183,15 +191,19 @@ def get_online_features(
             found[pair] = _entry(row) if row is not None else None
             source[pair] = "parquet"
             run = row.get("refresh_run_id") if row else None
+            value = found[pair] if found[pair] is not None else _ABSENT
+            if version is None:
+                unversioned[entry_key(feature_set, UNVERSIONED, *pair)] = value
             # Never file a newer refresh's row under the current (older) version.
-            if version is not None and (run is None or run <= version):
-                key = entry_key(feature_set, version, *pair)
-                fill[key] = found[pair] if found[pair] is not None else _ABSENT
-    if fill:
-        try:
+            elif run is None or run <= version:
+                fill[entry_key(feature_set, version, *pair)] = value
+    try:
+        if fill:
             cache.set_many(fill, timeout=None)
-        except Exception as exc:
-            log.warning("feature cache unavailable (%s): not filled", type(exc).__name__)
+        if unversioned:
+            cache.set_many(unversioned, timeout=UNVERSIONED_TTL_SECONDS)
+    except Exception as exc:
+        log.warning("feature cache unavailable (%s): not filled", type(exc).__name__)
     return [_answer(feature_set, c, s, found[(c, s)], source[(c, s)]) for c, s in entities]
 
 

@@ -11,6 +11,9 @@ from datalake.models import JobRun, run_finished
 
 logger = logging.getLogger(__name__)
 
+#: Runs that answer someone's query: their failure is that person's error message.
+QUERY_JOBS = frozenset({"lake_sql"})
+
 
 @receiver(run_finished, dispatch_uid="datalake.alert_on_run")
 def alert_on_run(sender: type, run: JobRun, **kwargs: Any) -> None:
@@ -25,13 +28,14 @@ def _alert_on_run(run: JobRun) -> None:
     """Notify a failed top-level run, and a dataset run that broke its contract.
 
     Runs of Celery tasks (trigger schedule) are told by the task's own failure instead:
-    once per task, after its retries, even when it failed before recording a run.
+    once per task, after its retries, even when it failed before recording a run. An
+    analyst's query (``lake_sql``) that fails is told to the analyst, not to operations.
     """
     from datalake.notify import notify
 
     where = f"{run.job_name} run {run.pk}" + (f" ({run.dataset})" if run.dataset else "")
-    told_by_task = run.trigger == JobRun.Trigger.SCHEDULE
-    if run.status == JobRun.Status.FAILED and run.parent_id is None and not told_by_task:
+    told_elsewhere = run.trigger == JobRun.Trigger.SCHEDULE or run.job_name in QUERY_JOBS
+    if run.status == JobRun.Status.FAILED and run.parent_id is None and not told_elsewhere:
         notify("failure", f"{where} failed", {"error": run.error[:2000], "trigger": run.trigger})
     if not run.dataset:  # a parent run sums its children, which alert themselves
         return

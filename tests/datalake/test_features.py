@@ -78,6 +78,25 @@ def test_a_refresh_is_served_from_the_cache_and_a_miss_fills_it(lake) -> None:
     assert get_latest_features(3, "XRPUSDC")["source"] == "cache"  # NOT_FOUND, cached
 
 
+def test_a_process_without_the_pointer_caches_what_it_read_for_a_short_time(lake) -> None:
+    """A web worker with the local-memory cache never sees the refresh's pointer (it was
+    set in the refreshing process's memory): it still serves repeated lookups from its
+    cache, for UNVERSIONED_TTL_SECONDS, and a refresh loaded later takes over."""
+    key = write_partition(lake, 1, "2024-12-27", [row("BTCUSDC", OLD, 5)])
+    assert features.current_version() is None
+    assert get_latest_features(1, "BTCUSDC")["source"] == "parquet"
+    assert get_latest_features(1, "BTCUSDC")["source"] == "cache"
+    assert get_latest_features(1, "SOLUSDC")["source"] == "parquet"
+    assert get_latest_features(1, "SOLUSDC")["source"] == "cache"  # NOT_FOUND too
+    assert features.UNVERSIONED_TTL_SECONDS <= 300
+
+    newer = write_partition(lake, 1, "2024-12-28", [row("BTCUSDC", OLD + timedelta(days=1), 6)])
+    load_refresh("stop_execution_features", 6, [newer])
+    served = get_latest_features(1, "BTCUSDC")
+    assert (served["source"], served["as_of"]) == ("cache", OLD + timedelta(days=1))
+    assert key != newer
+
+
 def test_batch_answers_in_order(lake) -> None:
     write_partition(lake, 1, "2024-12-27", [row("BTCUSDC", OLD, 5)])
     write_partition(lake, 2, "2024-12-27", [row("ETHUSDC", OLD, 5)])

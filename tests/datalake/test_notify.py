@@ -95,6 +95,8 @@ def test_a_failed_run_and_a_contract_breach_notify(settings, webhook):
         "child"
     )  # a child's failure is told by its parent, once
     JobRun.objects.start("bronze.export", layer="bronze", dataset="trades").succeed()
+    # An analyst's failed query is the analyst's error message, not an operations alert.
+    JobRun.objects.start("lake_sql", layer="ops").fail("[TABLE_OR_VIEW_NOT_FOUND] typo")
 
     events = [(r["event"], r["subject"]) for r in received]
     assert events == [

@@ -47,7 +47,7 @@ class Command(BaseCommand):
             test_fraction=options["test_fraction"],
             embargo=options["embargo"],
         )
-        self.stdout.write(f"gold.training_sets.{options['name']}: running spark-submit ...")
+        self.stdout.write(f"gold.training_sets.{options['name']}: ...")
         try:
             run = build_training_set(options["name"], build, timeout=options["timeout"])
         except InvalidBuild as exc:
