@@ -92,7 +92,8 @@ def test_stale_bronze_breaches_its_two_hour_contract(lake, healthy) -> None:
 
 
 def test_nulls_in_critical_columns_breach(lake, healthy) -> None:
-    silver_executions(lake, [healthy - dt.timedelta(hours=2)] * 4, nulls=1)
+    # The fixture's partition (its date, whatever the hour), now 4 rows with one null.
+    silver_executions(lake, [healthy - dt.timedelta(hours=1)] * 4, nulls=1)
     _, statuses = check_lake(now=healthy)
     silver = next(s for s in statuses if s.dataset == "silver.stop_executions")
     assert silver.problems == ["execution_id: 1 nulls"]
