@@ -112,6 +112,12 @@ def is_odd_unit(value: Column, scale: int) -> Column:
     return (value % (unit(scale) * F.lit(2))) != 0
 
 
+def _away_or_not(q: Quotient, away: Column, result: DecimalType) -> Column:
+    """Return q's truncated quotient, one unit further from zero where ``away``."""
+    step = F.when(q.remainder < 0, -unit(q.scale)).otherwise(unit(q.scale))
+    return typed(F.when(away, q.truncated + step).otherwise(q.truncated), result)
+
+
 def round_half_even(q: Quotient, result: DecimalType) -> Column:
     """Return the exact quotient of ``q`` rounded once, HALF_EVEN, at q's scale.
 
@@ -120,16 +126,13 @@ def round_half_even(q: Quotient, result: DecimalType) -> Column:
     """
     twice = F.abs(q.remainder) * F.lit(2)
     away = (twice > q.modulus) | ((twice == q.modulus) & is_odd_unit(q.truncated, q.scale))
-    step = F.when(q.remainder < 0, -unit(q.scale)).otherwise(unit(q.scale))
-    return typed(F.when(away, q.truncated + step).otherwise(q.truncated), result)
+    return _away_or_not(q, away, result)
 
 
 def round_half_up(q: Quotient, result: DecimalType) -> Column:
     """Return the exact quotient of ``q`` rounded once, HALF_UP (a tie away from zero),
     at q's scale. Null if the result does not fit ``result``."""
-    away = F.abs(q.remainder) * F.lit(2) >= q.modulus
-    step = F.when(q.remainder < 0, -unit(q.scale)).otherwise(unit(q.scale))
-    return typed(F.when(away, q.truncated + step).otherwise(q.truncated), result)
+    return _away_or_not(q, F.abs(q.remainder) * F.lit(2) >= q.modulus, result)
 
 
 def round_nudged(value: Column, nudge: Column, scale: int, result: DecimalType) -> Column:

@@ -183,6 +183,20 @@ def resolutions_input(executions: DataFrame) -> DataFrame:
     )
 
 
+def persisted_inputs(
+    fills: DataFrame, klines: DataFrame, executions: DataFrame
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Return the (fills, klines, resolutions) inputs, persisted: the features and the
+    recheck's cut-at-t path each read them again. ``fills`` is silver.operations'
+    ``fills()`` of bronze.orders, ``klines`` bronze.klines, ``executions``
+    silver.stop_executions; the caller unpersists them (or ends the session)."""
+    return (
+        fills_input(fills).persist(),
+        klines_input(klines).persist(),
+        resolutions_input(executions).persist(),
+    )
+
+
 # --- the features ------------------------------------------------------------------------
 
 

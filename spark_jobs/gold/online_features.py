@@ -180,12 +180,7 @@ def read_inputs(
         spark, root, BRONZE_KLINES, (t - timedelta(hours=features.LONGEST_WINDOW_H + 1)).date(),
         t.date(),
     )  # fmt: skip
-    # Persisted: the features and the parity check's second path read each of them.
-    return executions, (
-        features.fills_input(operations.fills(orders)).persist(),
-        features.klines_input(klines).persist(),
-        features.resolutions_input(executions).persist(),
-    )
+    return executions, features.persisted_inputs(operations.fills(orders), klines, executions)
 
 
 def newest_klines(spark: SparkSession, root: str) -> DataFrame:

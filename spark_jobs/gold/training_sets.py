@@ -652,11 +652,7 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     klines = read_files(spark, config.lake_uri, BRONZE_KLINES, inputs.keys("bronze.klines"))
     # Each input is read once: every feature branch, the counts and the leakage recheck
     # use them again (unpersisted, silver alone was scanned eight times).
-    feature_inputs = (
-        features.fills_input(operations.fills(orders)).persist(),
-        features.klines_input(klines).persist(),
-        features.resolutions_input(executions).persist(),
-    )
+    feature_inputs = features.persisted_inputs(operations.fills(orders), klines, executions)
 
     started = time.monotonic()
     candidates = select_samples(executions, spec, as_of).persist()
