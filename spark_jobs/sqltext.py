@@ -1,4 +1,4 @@
-"""Split SQL text into statements and tell whether each one only reads.
+"""Split SQL text into statements and tell whether each one only reads and is whole.
 
 Pure module (no pyspark, no Django): ``lake_sql`` checks a query with it before it starts
 Spark, and ``spark_jobs/sql.py`` checks it again inside the job.
@@ -9,6 +9,13 @@ nothing else: a statement must start, after comments, with one of
 no word of :data:`WRITE_WORDS` outside string literals, comments and backquoted names,
 which catches ``WITH ... INSERT``, ``FROM t INSERT ...`` and ``EXPLAIN`` of a write.
 A column or alias spelled like one of those words must be backquoted.
+
+Outside ANSI mode Spark takes almost any keyword for a name, so a clause keyword left
+without its clause becomes an alias: ``FROM t WHERE`` reads ``t`` under the alias
+``WHERE``, ``SELECT a order FROM t`` names the column ``order``, and the query runs
+without the clause. :func:`check_clauses` refuses a keyword of :data:`CLAUSE_KEYWORDS`
+that stands where an alias would and is not followed by its clause; an alias spelled like
+one is written with ``AS``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,25 @@ WRITE_WORDS = frozenset(
     }
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Clause keywords that Spark (outside ANSI mode) silently reads as an alias when they
+#: follow a table or an expression without their clause; those needing ``BY`` first.
+CLAUSE_KEYWORDS = frozenset(
+    {
+        *("WHERE", "HAVING", "QUALIFY", "LIMIT", "OFFSET", "FROM", "JOIN", "ON", "USING"),
+        *("WINDOW", "UNION", "EXCEPT", "INTERSECT", "MINUS"),
+        *("GROUP", "ORDER", "SORT", "CLUSTER", "DISTRIBUTE"),
+    }
+)
+_NEEDS_BY = frozenset({"GROUP", "ORDER", "SORT", "CLUSTER", "DISTRIBUTE"})
+#: Characters that may begin an operand besides words and numbers.
+_OPERAND_START = frozenset("'(-+~*:?")
+#: Words after which a word is an operand (a name), not an alias: ``WHERE order = 1``.
+_OPERAND_BEFORE = CLAUSE_KEYWORDS | {
+    *("SELECT", "DISTINCT", "ALL", "BY", "AND", "OR", "NOT", "AS", "IN", "IS", "LIKE"),
+    *("ILIKE", "RLIKE", "REGEXP", "BETWEEN", "CASE", "WHEN", "THEN", "ELSE", "OVER"),
+    *("PARTITION", "TABLE", "WITH", "EXPLAIN", "VALUES", "EXISTS", "INTERVAL", "LATERAL"),
+    *("DIV", "ESCAPE", "ANY", "SOME", "EXTENDED", "FORMATTED", "CODEGEN", "COST"),
+}
 
 
 FORMATS = ("table", "csv", "json")
@@ -44,6 +70,10 @@ class QueryRefused(ValueError):
 
 class NotReadOnly(QueryRefused):
     """A statement would write to the lake or change the session."""
+
+
+class IncompleteClause(QueryRefused):
+    """A clause keyword without its clause, which Spark would read as an alias."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +143,27 @@ def check_read_only(statement: str) -> None:
         raise NotReadOnly(f"{found[0]} is not allowed: lake_sql only reads")
 
 
+def check_clauses(statement: str) -> None:
+    """Raise :class:`IncompleteClause` if a clause keyword stands where Spark would take
+    it for an alias (after a table or an expression) without its clause after it."""
+    tokens = [_token(kind, piece) for kind, piece in _lex(statement)
+              if kind not in ("--", "/*", " ")]  # fmt: skip
+    if not tokens or tokens[0] in _NO_QUERY_INSIDE:
+        return
+    for i, word in enumerate(tokens):
+        alias_place = word in CLAUSE_KEYWORDS and i > 0 and _ends_operand(tokens[i - 1])
+        if alias_place and not _starts_clause(tokens, i):
+            raise IncompleteClause(
+                f"incomplete {word} clause: Spark would take {word} for an alias of what "
+                f"precedes it and run the query without the clause; complete it, or "
+                f"write AS `{word.lower()}` for an alias"
+            )
+
+
 def check_statements(statements: Sequence[Statement], fmt: str) -> None:
     """Raise :class:`QueryRefused` unless the statements may run in ``fmt``: at least one,
-    each read-only, and only one for CSV and JSON (one result per output)."""
+    each read-only and without a dangling clause keyword (:func:`check_clauses`), and only
+    one for CSV and JSON (one result per output)."""
     if not statements:
         raise QueryRefused("no SQL statement given")
     if fmt in ("csv", "json") and len(statements) > 1:
@@ -126,9 +174,10 @@ def check_statements(statements: Sequence[Statement], fmt: str) -> None:
     for number, statement in enumerate(statements, 1):
         try:
             check_read_only(statement.sql)
-        except NotReadOnly as error:
+            check_clauses(statement.sql)
+        except QueryRefused as error:
             where = f"statement {number}: " if len(statements) > 1 else ""
-            raise NotReadOnly(f"{where}{error}") from None
+            raise type(error)(f"{where}{error}") from None
 
 
 def _lex(text: str) -> Iterator[tuple[str, str]]:
@@ -163,6 +212,36 @@ def _lex(text: str) -> Iterator[tuple[str, str]]:
         else:
             yield (" " if char.isspace() else "."), char
             i += 1
+
+
+def _token(kind: str, piece: str) -> str:
+    """Return a lexed piece as :func:`check_clauses` compares it: words upper-cased,
+    literals and backquoted names ``'``, digits ``0``, other characters themselves."""
+    if kind == "w":
+        return piece.upper()
+    if kind == "'":
+        return "'"
+    return "0" if piece.isdigit() else piece
+
+
+def _ends_operand(token: str) -> bool:
+    """Tell whether ``token`` can end a table or an expression (so an alias may follow)."""
+    if token in ("'", "0", ")"):
+        return True
+    return _is_word_char(token[0]) and token not in _OPERAND_BEFORE
+
+
+def _starts_clause(tokens: Sequence[str], i: int, nested: bool = False) -> bool:
+    """Tell whether the clause keyword ``tokens[i]`` is followed by its clause."""
+    following = tokens[i + 1] if i + 1 < len(tokens) else None
+    if tokens[i] in _NEEDS_BY:
+        return following == "BY"
+    if following is None or not (_is_word_char(following[0]) or following in _OPERAND_START):
+        return False
+    if nested or following not in CLAUSE_KEYWORDS:
+        return True
+    # WHERE followed by a clause of its own (ORDER BY, LIMIT 5) has no condition.
+    return not _starts_clause(tokens, i + 1, nested=True)
 
 
 def _is_word_char(char: str) -> bool:

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.django_db
         (["SET spark.sql.ansi.enabled=true"], "SET is not allowed"),
         (["ADD JAR /tmp/x.jar"], "ADD is not allowed"),
         (["CREATE TEMP VIEW v AS SELECT 1"], "CREATE is not allowed"),
+        (["SELECT * FROM silver.stop_executions WHERE"], "incomplete WHERE clause: Spark would"),
+        (["SELECT 1; SELECT a order FROM t"], "statement 2: incomplete ORDER clause"),
         (["SELECT 1; SELECT 2", "--format", "csv"], "--format csv takes one statement, got 2"),
         (["SELECT 1; SELECT 2", "--format", "json"], "--format json takes one statement"),
         (["-- nothing but a comment"], "no SQL statement given"),

@@ -120,3 +120,89 @@ def test_check_statements_refuses(text: str, fmt: str, message: str) -> None:
 
 def test_check_statements_accepts_several_in_table_format() -> None:
     sqltext.check_statements(sqltext.parse_statements("SELECT 1; SHOW TABLES"), "table")
+
+
+@pytest.mark.parametrize(
+    ("statement", "word"),
+    [
+        # Spark 4 parses each of these and runs it without the clause: the keyword becomes
+        # the alias of the table or the column before it.
+        ("SELECT * FROM silver.stop_executions WHERE", "WHERE"),
+        ("SELECT * FROM silver.stop_executions where -- the date, later", "WHERE"),
+        ("SELECT * FROM t GROUP", "GROUP"),
+        ("SELECT * FROM t ORDER", "ORDER"),
+        ("SELECT * FROM t HAVING", "HAVING"),
+        ("SELECT * FROM t LIMIT", "LIMIT"),
+        ("SELECT * FROM t OFFSET", "OFFSET"),
+        ("SELECT * FROM t SORT", "SORT"),
+        ("SELECT * FROM t CLUSTER", "CLUSTER"),
+        ("SELECT * FROM t WINDOW", "WINDOW"),
+        ("SELECT * FROM t QUALIFY", "QUALIFY"),
+        ("SELECT 1 FROM", "FROM"),
+        ("SELECT a FROM t WHERE ORDER BY a", "WHERE"),
+        ("SELECT a FROM t WHERE GROUP BY a", "WHERE"),
+        ("SELECT a FROM t WHERE LIMIT 5", "WHERE"),
+        ("SELECT * FROM (SELECT 1) WHERE", "WHERE"),
+        ("SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE)", "WHERE"),
+        ("SELECT a order FROM t", "ORDER"),
+        ("SELECT a limit FROM t", "LIMIT"),
+        ("SELECT a join FROM t", "JOIN"),
+        ("SELECT a on, b FROM t", "ON"),
+        ("SELECT count(*) group FROM t", "GROUP"),
+        ("SELECT `a` where FROM t", "WHERE"),
+        ("SELECT 1 UNION", "UNION"),
+        ("EXPLAIN SELECT * FROM t WHERE", "WHERE"),
+        # Spark's parser refuses these two itself, with a longer message.
+        ("SELECT * FROM a JOIN b ON", "ON"),
+        ("SELECT a FROM t ORDER BY a LIMIT", "LIMIT"),
+    ],
+)
+def test_clause_keywords_spark_would_take_for_an_alias_are_refused(
+    statement: str, word: str
+) -> None:
+    with pytest.raises(sqltext.IncompleteClause, match=rf"^incomplete {word} clause: ") as error:
+        sqltext.check_clauses(statement)
+    assert "\n" not in str(error.value)
+
+
+# Every one of these parses in Spark 4 with the meaning written.
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM silver.stop_executions WHERE date = '2024-12-27'",
+        "SELECT status, COUNT(*) FROM t GROUP BY status HAVING COUNT(*) > 1 ORDER BY 2 DESC "
+        "LIMIT 10 OFFSET 5",
+        "SELECT 1 LIMIT 5",
+        "SELECT a FROM t LIMIT ALL",
+        "SELECT order, `limit`, t.group FROM t WHERE order = 1 AND limit > 2",
+        "SELECT a FROM t WHERE where = 1",
+        "SELECT a FROM t WHERE limit > 5 ORDER BY a",
+        "SELECT a AS order, b AS where FROM t AS limit",
+        "SELECT * FROM a LEFT JOIN b ON a.id = b.id JOIN c USING (id) CROSS JOIN d",
+        "SELECT a, count(*) FILTER (WHERE b) FROM t GROUP BY ALL",
+        "SELECT sum(x) OVER (PARTITION BY a ORDER BY b ROWS BETWEEN 1 PRECEDING AND "
+        "CURRENT ROW) FROM t WINDOW w AS (ORDER BY b)",
+        "SELECT extract(HOUR FROM ts), trim(BOTH 'x' FROM s) FROM t",
+        "SELECT 1 UNION ALL SELECT 2 EXCEPT SELECT 3",
+        "SELECT * FROM t WHERE -x > 1 ORDER BY (a) LIMIT (5)",
+        "SELECT 'FROM t WHERE' AS s FROM t -- WHERE",
+        "SHOW TABLES IN silver",
+        "DESCRIBE silver.stop_executions",
+    ],
+)
+def test_complete_clauses_and_names_spelled_like_keywords_pass(statement: str) -> None:
+    sqltext.check_clauses(statement)
+
+
+def test_check_statements_refuses_an_incomplete_clause_with_its_statement() -> None:
+    statements = sqltext.parse_statements("SELECT 1; SELECT * FROM t WHERE")
+    with pytest.raises(sqltext.IncompleteClause, match=r"^statement 2: incomplete WHERE clause"):
+        sqltext.check_statements(statements, "table")
+
+
+@pytest.mark.parametrize("name", ["seed_samples.sql", "gold_samples.sql"])
+def test_the_shipped_queries_pass(name: str) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "datalake" / "sql" / name).read_text()
+    sqltext.check_statements(sqltext.parse_statements(text), "table")
