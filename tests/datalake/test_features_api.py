@@ -156,3 +156,40 @@ def test_redis_down_is_not_a_500(clients, settings) -> None:
     }
     response = api.get(URL.format(a.pk, "BTCUSDC"))
     assert (response.status_code, response.json()["status"]) == (200, "PRESENT")
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_every_api_path_without_an_endpoint_is_a_json_404(clients, settings, debug) -> None:
+    """Also with DEBUG on (the embedded default), where Django would answer its HTML page."""
+    settings.DEBUG = debug
+    a, _ = clients
+    api = jwt(member(a, "alice"))
+    cases = [
+        ("get", "/api/datalake/features/stop_execution_features/abc/BTCUSDC/", None),
+        ("get", "/api/datalake/features/stop_execution_features/-1/BTCUSDC/", None),
+        ("get", "/api/datalake/features/", None),
+        ("get", "/api/datalake/nope/", None),
+        ("get", "/api/nope/", None),
+        ("delete", "/api/datalake/features/stop_execution_features/1/BTCUSDC/x/", None),
+        ("get", "/api/schema", "/api/schema/"),
+        ("post", BATCH.rstrip("/"), BATCH),
+        ("post", "/api/token", "/api/token/"),
+    ]
+    for method, path, hint in cases:
+        for caller in (api, APIClient()):
+            response = getattr(caller, method)(path)
+            assert response.status_code == 404, (method, path, response.content[:200])
+            assert response["Content-Type"] == "application/json", (method, path)
+            detail = response.json()["detail"]
+            assert detail.startswith(f"no API endpoint at {path}"), detail
+            assert (f"did you mean {hint}?" in detail) == bool(hint), detail
+
+
+def test_the_json_404_is_not_in_the_openapi_schema(clients) -> None:
+    paths = yaml.safe_load(APIClient().get("/api/schema/").content)["paths"]
+    assert sorted(paths) == [
+        "/api/datalake/features/{feature_set}/",
+        "/api/datalake/features/{feature_set}/{client_id}/{symbol}/",
+        "/api/token/",
+        "/api/token/refresh/",
+    ]
