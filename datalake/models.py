@@ -337,6 +337,7 @@ class DatasetStatus(models.Model):
 
     class Health(models.TextChoices):
         OK = "OK", "OK"
+        WARNING = "WARNING", "Warning"
         BREACHED = "BREACHED", "Contract breached"
         EMPTY = "EMPTY", "No data"
         NO_CONTRACT = "NO_CONTRACT", "No contract"
@@ -368,6 +369,11 @@ class DatasetStatus(models.Model):
     )
     problems = models.JSONField(
         default=list, blank=True, help_text="Why the dataset breaches its contracts"
+    )
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What deserves a look but breaches no contract (a training set's label balance)",
     )
     details = models.JSONField(
         default=dict,

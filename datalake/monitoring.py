@@ -218,15 +218,22 @@ def assess(
     critical: tuple[str, ...],
     balance: dict[str, float | None],
     differences: list[dict],
-) -> tuple[str, list[str], float | None]:
-    """Return (health, problems, lag in seconds) of one dataset against its contracts."""
+) -> tuple[str, list[str], list[str], float | None]:
+    """Return (health, problems, warnings, lag in seconds) of one dataset.
+
+    Problems breach a contract (stale, no data, nulls in a critical column, a
+    reconciliation difference, an unreadable file): the dataset is BREACHED. Warnings
+    need a look but no action on the lake: a training set's label balance outside
+    :data:`LABEL_BALANCE` (a warning of the build too; a published version is immutable).
+    """
     problems: list[str] = []
+    warnings: list[str] = []
     lag = (now - facts.newest).total_seconds() if facts.newest else None
     if facts.files == 0 and not facts.unreadable:
         if max_lag_seconds is not None:
             problems.append("no data")
         return (DatasetStatus.Health.BREACHED if problems else DatasetStatus.Health.EMPTY,
-                problems, None)  # fmt: skip
+                problems, warnings, None)  # fmt: skip
     problems.extend(f"unreadable: {reason}" for reason in facts.unreadable[:5])
     if max_lag_seconds is not None and lag is not None and lag > max_lag_seconds:
         problems.append(f"stale: newest data {span(lag)} old, contract {span(max_lag_seconds)}")
@@ -236,7 +243,7 @@ def assess(
     low, high = LABEL_BALANCE
     for version, share in sorted(balance.items()):
         if share is not None and not low <= share <= high:
-            problems.append(f"{version}: label balance {share:.1%} outside {low:.0%}-{high:.0%}")
+            warnings.append(f"{version}: label balance {share:.1%} outside {low:.0%}-{high:.0%}")
     for diff in differences[:5]:
         problems.append(
             f"{diff['date']}: bronze {diff['bronze']} rows, source {diff['source']} rows"
@@ -244,11 +251,13 @@ def assess(
     if len(differences) > 5:
         problems.append(f"... and {len(differences) - 5} more days differ from the source")
     if problems:
-        return DatasetStatus.Health.BREACHED, problems, lag
+        return DatasetStatus.Health.BREACHED, problems, warnings, lag
+    if warnings:
+        return DatasetStatus.Health.WARNING, problems, warnings, lag
     health = (
         DatasetStatus.Health.NO_CONTRACT if max_lag_seconds is None else DatasetStatus.Health.OK
     )
-    return health, problems, lag
+    return health, problems, warnings, lag
 
 
 def span(seconds: float) -> str:
@@ -291,7 +300,7 @@ def check_lake(
                     bronze[day] = bronze.get(day, 0) + n
                 differences = reconcile(short, bronze, since)
             limit = max_lag(name) if not name.startswith("quarantine.") else None
-            health, problems, lag = assess(
+            health, problems, warnings, lag = assess(
                 facts,
                 now=now,
                 max_lag_seconds=limit,
@@ -314,6 +323,7 @@ def check_lake(
                     max_lag_seconds=limit,
                     health=health,
                     problems=problems,
+                    warnings=warnings,
                     details={
                         "rows_per_date": dict(sorted(facts.rows_per_date.items())),
                         "null_pct": {
@@ -327,9 +337,10 @@ def check_lake(
                 )
             )
         DatasetStatus.objects.bulk_create(statuses)
-        breached = [s for s in statuses if s.health == DatasetStatus.Health.BREACHED]
+        breached = [s.dataset for s in statuses if s.health == DatasetStatus.Health.BREACHED]
+        warned = [s.dataset for s in statuses if s.warnings]
         run.rows_in = sum(s.rows for s in statuses)
-        run.summary = {"datasets": len(statuses), "breached": [s.dataset for s in breached]}
+        run.summary = {"datasets": len(statuses), "breached": breached, "warnings": warned}
 
     # Two checks never overlap: the second is recorded SKIPPED, with no statuses.
     run = run_exclusive("ops.lake_checks", body, layer=JobRun.Layer.OPS, trigger=trigger)
@@ -344,7 +355,8 @@ def latest_statuses() -> list[DatasetStatus]:
 
 
 def status_table(statuses: list[DatasetStatus]) -> list[str]:
-    """Return the statuses as the lines of a plain-text table, problems under each row."""
+    """Return the statuses as the lines of a plain-text table, problems (``!``) and
+    warnings under each row."""
     header = ("dataset", "partitions", "files", "rows", "bytes", "newest data (UTC)", "lag",
               "max lag", "health")  # fmt: skip
     rows = [
@@ -368,4 +380,5 @@ def status_table(statuses: list[DatasetStatus]) -> list[str]:
     for status, row in zip(statuses, rows, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         lines.extend(f"    ! {problem}" for problem in status.problems)
+        lines.extend(f"    warning: {warning}" for warning in status.warnings)
     return lines

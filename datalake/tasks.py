@@ -171,11 +171,14 @@ def apply_retention_task(dry_run: bool = False) -> int:
 
 @shared_task(name="datalake.lake_checks", acks_late=True)
 def lake_checks() -> dict:
-    """Take a monitoring sample of the lake (scheduled); return its run id and breaches."""
+    """Take a monitoring sample of the lake (scheduled); return its run id, breaches and
+    warnings."""
     from datalake.monitoring import check_lake
 
     run, _ = check_lake(trigger=JobRun.Trigger.SCHEDULE)
-    return {"run": run.pk, "breached": run.summary.get("breached", [])}
+    summary = run.summary
+    return {"run": run.pk, "breached": summary.get("breached", []),
+            "warnings": summary.get("warnings", [])}  # fmt: skip
 
 
 @shared_task(name="datalake.backfill", acks_late=True)

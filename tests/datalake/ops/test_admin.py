@@ -17,7 +17,7 @@ from datalake import operations
 from datalake.models import JobRun
 from datalake.monitoring import check_lake
 from datalake.storage import get_storage
-from tests.datalake.ops.test_monitoring import silver_executions
+from tests.datalake.ops.test_monitoring import silver_executions, training_set
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +236,13 @@ def test_datasets_page_before_any_check(viewer) -> None:
     assert page.status_code == 200
     assert "No check has run yet" in page.content.decode()
     assert page.context["charts"]["rows-per-day"]["datasets"] == []
+
+
+def test_datasets_page_shows_a_warning_apart_from_breaches(viewer, tmp_path, settings) -> None:
+    settings.DATALAKE_URI = str(tmp_path / "lake")
+    now = timezone.now()
+    training_set(get_storage(), now.date(), {"v1.0.0": [True] * 19 + [False]})
+    check_lake(now=now)
+    html = viewer.get(reverse(DATASETS)).content.decode()
+    assert '<td class="lake-health-WARNING">Warning</td>' in html
+    assert 'class="warnings">warning: v1.0.0: label balance 95.0% outside 10%-90%</td>' in html
