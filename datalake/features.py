@@ -1,14 +1,15 @@
 """Online features: the latest values per (client, symbol), served from a cache.
 
 The values are the rows of ``gold/features/<feature_set>/client_id=N/date=D/`` that the
-refresh job (``spark_jobs/gold/online_features.py``) writes. After a successful refresh,
-:func:`load_refresh` copies its partitions into the feature cache under the refresh's
-version, then moves the ``current`` pointer to it: a reader reads the pointer once and
-then only keys of that version, so it sees the old or the new refresh whole, never a
-mix. A miss (or an unreachable cache) reads the client's newest partition with pyarrow,
-and fills the cache: under the current version, or, in a process without a pointer (with
-the local-memory cache, every process but the refresh's), for
-:data:`UNVERSIONED_TTL_SECONDS` only, so that a later refresh reaches it.
+refresh job (``spark_jobs/gold/online_features.py``) writes; a client's are those of its
+newest partition. After a successful refresh, :func:`load_refresh` copies the newest
+partitions of the clients it wrote into the feature cache under the refresh's version
+(its own partitions unless it was back-dated), then moves the ``current`` pointer to it:
+a reader reads the pointer once and then only keys of that version, so it sees the old
+or the new refresh whole, never a mix. A miss (or an unreachable cache) reads the
+client's newest partition with pyarrow, and fills the cache: under the current version,
+or, in a process without a pointer (with the local-memory cache, every process but the
+refresh's), for :data:`UNVERSIONED_TTL_SECONDS` only, so that a later refresh reaches it.
 
 No pyspark here: the Django app reads what the Spark jobs wrote.
 """
@@ -211,16 +212,20 @@ def get_online_features(
 
 
 def load_refresh(feature_set: str, version: int, partitions: Iterable[str]) -> int:
-    """Copy a refresh's partitions into the cache under ``version``, then switch readers
-    to it (one write of the pointer). Return the entries loaded.
+    """Copy the newest partition of each client of a refresh's ``partitions`` into the
+    cache under ``version``, then switch readers to it (one write of the pointer). Return
+    the entries loaded.
 
-    Entries of the previous version expire after a day, so a reader that read the old
-    pointer still finds them.
+    The newest partition is what a miss reads, so cached and uncached lookups agree: it
+    is the refresh's own, except after a back-dated refresh (``--as-of`` before a newer
+    published one), whose older values are kept on the lake but not served. Entries of
+    the previous version expire after a day, so a reader that read the old pointer still
+    finds them.
     """
     _checked(feature_set)
-    storage = get_storage()
-    keys = [info.key for p in partitions for info in storage.list(p)
-            if info.key.endswith(".parquet")]  # fmt: skip
+    parts = (part for p in partitions for part in p.split("/"))
+    clients = sorted({int(p.split("=", 1)[1]) for p in parts if p.startswith("client_id=")})
+    keys = [key for client_id in clients for key in newest_partition(feature_set, client_id)]
     entries = {
         entry_key(feature_set, version, row["client_id"], row["symbol"]): _entry(row)
         for row in read_rows(keys)

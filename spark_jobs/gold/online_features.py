@@ -15,7 +15,8 @@ the orders of the last :data:`ACTIVITY_DAYS` days): the online null policy.
 
 Incremental: only the silver and bronze partitions dated within the activity window (and
 the klines of the last 24 hours) are read. Rows go to the partition of ``date(t)``; a
-pair refreshed earlier that day and not now keeps its earlier row there.
+pair refreshed earlier that day and not now keeps its earlier row there, and so does a
+pair whose earlier row is newer than ``t`` (a back-dated refresh: :func:`merge_earlier`).
 
 Parity (critical): for sampled rows of the staged output, the training-set path -- the
 inputs cut at ``t`` (:func:`cut_at`) then :func:`compute_features` -- must give exactly
@@ -167,6 +168,22 @@ def parity_check(
     return CheckResult(DATASET, "", "online_offline_parity", differ == 0, observed, True)
 
 
+def merge_earlier(fresh: DataFrame, earlier: DataFrame, t: datetime) -> DataFrame:
+    """Return the rows of a partition after a refresh at ``t``: one per (client, symbol),
+    the newer of the fresh row and the row published earlier that day.
+
+    A pair refreshed earlier today and not now keeps its earlier row; a pair whose
+    earlier row is newer than ``t`` (this refresh is back-dated) keeps it too, so the
+    partition, and what lookups serve from it, never goes back in time.
+    """
+    pair = ["client_id", "symbol"]
+    newer = earlier.filter(F.col("as_of") > F.lit(t))
+    older = earlier.filter(F.col("as_of") <= F.lit(t))
+    not_refreshed = older.join(fresh.select(*pair), pair, "anti")
+    kept = newer.unionByName(not_refreshed).select(*ROW_COLUMNS)
+    return fresh.join(newer.select(*pair), pair, "anti").select(*ROW_COLUMNS).unionByName(kept)
+
+
 def read_inputs(
     spark: SparkSession, root: str, t: datetime, activity_days: int
 ) -> tuple[DataFrame, tuple[DataFrame, DataFrame, DataFrame]]:
@@ -221,15 +238,13 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     existing = [p for p in targets if fs.exists(f"{live}/{p}")]
     merged = fresh
     if existing:
-        # Pairs refreshed earlier today and not now keep their earlier row.
         earlier = (
             spark.read.option("pathGlobFilter", "*.parquet")
             .option("basePath", live)
             .parquet(*[f"{live}/{p}" for p in existing])
             .select(*ROW_COLUMNS)
         )
-        kept = earlier.join(fresh.select("client_id", "symbol"), ["client_id", "symbol"], "anti")
-        merged = fresh.unionByName(kept.select(*ROW_COLUMNS))
+        merged = merge_earlier(fresh, earlier, t)
 
     staged = f"{staging_root(root, config.run_id)}/{ROOT}"
     started = time.monotonic()

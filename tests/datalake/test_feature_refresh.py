@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.cache import caches
@@ -115,3 +115,31 @@ def test_parity_command_reports_a_difference_between_served_and_published(
     write_partition(lake, 1, "2024-12-27", [row("BTCUSDC", OLD, 1, "1.5")])
     with pytest.raises(CommandError, match=r"1 of 1 served values differ.*1/BTCUSDC"):
         call_command("check_feature_parity", "--samples", "5", stdout=out)
+
+
+def test_a_back_dated_refresh_serves_the_same_values_cached_or_not(fake_spark, tmp_path) -> None:
+    """refresh_features --as-of <past> writes its older partition but the newest one stays
+    what lookups serve: the cache agrees with a miss, which reads the newest partition."""
+    lake = tmp_path / "lake"
+    newer = OLD + timedelta(days=1)
+    now_key = write_partition(lake, 1, "2024-12-28", [row("BTCUSDC", newer, 1, "1.0")])
+    fake_spark(0, [now_key])
+    refresh_features()
+    # The back-dated refresh writes 2024-12-27 for client 1, and for client 2, which has
+    # nothing newer.
+    back = [write_partition(lake, 1, "2024-12-27", [row("BTCUSDC", OLD, 2, "9.0")]),
+            write_partition(lake, 2, "2024-12-27", [row("ETHUSDC", OLD, 2, "5.0")])]  # fmt: skip
+    fake_spark(0, back)
+    call_command("refresh_features", "--as-of", "2024-12-27T14:00:00Z", stdout=io.StringIO())
+    pairs = [(1, "BTCUSDC"), (2, "ETHUSDC")]
+    cached = [get_latest_features(*pair) for pair in pairs]
+    assert [a["source"] for a in cached] == ["cache", "cache"]
+    caches["features"].clear()  # a process that never saw the refresh
+    uncached = [get_latest_features(*pair) for pair in pairs]
+    assert [a["source"] for a in uncached] == ["parquet", "parquet"]
+    for hit, miss in zip(cached, uncached, strict=True):
+        assert (hit["as_of"], hit["features"]) == (miss["as_of"], miss["features"])
+    assert [(a["as_of"], str(a["features"]["stop_distance_pct"])) for a in cached] == [
+        (newer, "1.0000"),
+        (OLD, "5.0000"),
+    ]

@@ -112,17 +112,18 @@ def test_batch_answers_in_order(lake) -> None:
 
 def test_a_reader_during_a_refresh_sees_one_version_whole(lake) -> None:
     pairs = [(c, s) for c in (1, 2, 3) for s in ("BTCUSDC", "ETHUSDC", "SOLUSDC")]
-    versions = {}
-    for version, day in ((1, "2024-12-26"), (2, "2024-12-27")):
+
+    def publish(version: int) -> list[str]:
+        """Write the version's rows as the newest partition of each client (a refresh
+        loads the newest), each version with its own as_of; return the partitions."""
         as_of = OLD + timedelta(days=version)
-        versions[as_of] = version
-        keys = [
-            write_partition(lake, c, day, [row(s, as_of, version) for s in ("BTCUSDC",
+        return [
+            write_partition(lake, c, "2024-12-27", [row(s, as_of, version) for s in ("BTCUSDC",
                             "ETHUSDC", "SOLUSDC")])
             for c in (1, 2, 3)
         ]  # fmt: skip
-        versions[version] = keys
-    load_refresh("stop_execution_features", 1, versions[1])
+
+    load_refresh("stop_execution_features", 1, publish(1))
     stop, seen, mixed = threading.Event(), set(), []
 
     def reader() -> None:
@@ -136,8 +137,8 @@ def test_a_reader_during_a_refresh_sees_one_version_whole(lake) -> None:
     thread.start()
     try:
         for _ in range(30):
-            load_refresh("stop_execution_features", 2, versions[2])
-            load_refresh("stop_execution_features", 1, versions[1])
+            load_refresh("stop_execution_features", 2, publish(2))
+            load_refresh("stop_execution_features", 1, publish(1))
     finally:
         stop.set()
         thread.join()

@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.gold.features import FEATURE_NAMES
-from spark_jobs.gold.online_features import definitions_version, feature_set_uri, parity_check
+from spark_jobs.gold.features import FEATURE_NAMES, FEATURES
+from spark_jobs.gold.online_features import (
+    ROW_COLUMNS,
+    definitions_version,
+    feature_set_uri,
+    merge_earlier,
+    parity_check,
+)
 from spark_jobs.gold.online_features import read_inputs as online_inputs
+from spark_jobs.main import main
 from tests.spark_jobs.test_training_sets import built_lake, run  # noqa: F401
 
 pytestmark = pytest.mark.spark
@@ -62,12 +70,17 @@ def test_refresh_writes_latest_values_per_pair_with_parity(
     assert document["version"] == definitions_version()
     assert not (lake / "_staging").exists() or not any((lake / "_staging").iterdir())
 
-    # Without --as-of: the end of the newest kline's minute (the newest complete data).
-    code, result = run(lake, tmp_path, JOB)
+    # Without --as-of: the end of the newest kline's minute (the newest complete data),
+    # 13:00, so this refresh is back-dated against the 14:00 one (another run id).
+    result_file = tmp_path / "result-back-dated.json"
+    code = main([JOB, "--lake-uri", str(lake), "--run-id", "10",
+                 "--result-file", str(result_file)])  # fmt: skip
+    result = json.loads(result_file.read_text())
     assert code == 0, result["error"]
     assert result["details"]["as_of"] == "2024-12-27T13:00:00+00:00"
-    # The later partition of the same day keeps the pairs of both refreshes, one row each.
-    assert len(rows(lake)) == 2
+    # The partition of that day keeps one row per pair: the newer, 14:00, not the 13:00
+    # values of the later run, so lookups never go back in time.
+    assert [(r["as_of"].hour, r["refresh_run_id"]) for r in rows(lake)] == [(14, 9), (14, 9)]
 
     # The parity job on the published rows.
     code, result = run(lake, tmp_path, "gold.features.parity", "--samples", "5")
@@ -98,3 +111,28 @@ def test_parity_catches_a_planted_difference(
     assert result.critical
     assert "1 of 2" in result.observed
     assert "2/BTCUSDC" in result.observed
+
+
+def test_merge_keeps_the_newer_row_of_each_pair(spark: SparkSession) -> None:
+    t = datetime(2024, 12, 27, 13, tzinfo=UTC)
+    schema = ", ".join(
+        [
+            "client_id int, symbol string, as_of timestamp, computed_at timestamp",
+            "operation_id bigint, stop_price decimal(20,8)",
+            *[f"{f.name} {f.type}" for f in FEATURES],
+            "feature_version string, refresh_run_id bigint, date date",
+        ]
+    )
+
+    def frame(*rows: tuple[str, int, int]) -> DataFrame:
+        """Rows (symbol, hour of as_of, run id) of client 1 on 2024-12-27."""
+        values = [(1, symbol, t.replace(hour=hour), t, 7, None, *[None] * len(FEATURES),
+                   "v", run, t.date()) for symbol, hour, run in rows]  # fmt: skip
+        return spark.createDataFrame(values, schema)
+
+    fresh = frame(("A", 13, 2), ("B", 13, 2), ("C", 13, 2))
+    earlier = frame(("A", 14, 1), ("B", 9, 1), ("D", 9, 1), ("E", 15, 1), ("C", 13, 1))
+    merged = merge_earlier(fresh, earlier, t)
+    assert merged.columns == ROW_COLUMNS
+    expected = frame(("A", 14, 1), ("B", 13, 2), ("C", 13, 2), ("D", 9, 1), ("E", 15, 1))
+    assertDataFrameEqual(merged, expected)
