@@ -17,10 +17,11 @@ inputs cut at that sample's ``t`` (:func:`cut_at`), then calls the same function
 two must agree exactly, or a feature used something known at or after ``t``.
 
 Every window is half-open and ends before ``t``: ``[t - w, t)``. Point-in-time joins never
-compare every sample with every row: klines are bucketed by (symbol, minute) for the
-15-minute window (at most 16 buckets per sample), and the 24-hour and 1-hour windows are
-differences of running sums over one timeline per symbol / client, where a query point at
-``x`` sorts before a row at ``x`` (so it sees only rows strictly before ``x``).
+compare every sample with every row: the samples' query points are sorted into one
+timeline per symbol (klines) and per client (resolutions), where a query at ``x`` sorts
+before a row at ``x`` and so sees only rows strictly before ``x``. The 15-minute window is
+a range frame ending just before ``t``; the 24-hour and 1-hour windows are differences of
+running values at ``t - w`` and ``t``. The entry fills are an equi-join on the operation.
 """
 
 from __future__ import annotations
@@ -200,10 +201,6 @@ def persisted_inputs(
 # --- the features ------------------------------------------------------------------------
 
 
-def _minutes(ts: Column) -> Column:
-    return F.floor(F.unix_micros(ts) / F.lit(60_000_000)).cast(LongType())
-
-
 def _ago(t: Column, *, minutes: int = 0, hours: int = 0) -> Column:
     return t - F.make_dt_interval(F.lit(0), F.lit(hours), F.lit(minutes))
 
@@ -214,7 +211,8 @@ def entry_features(samples: DataFrame, fills: DataFrame) -> DataFrame:
     keyed = samples.select(SCOPE, "sample_key", "operation_id", "stop_price", "t")
     known = keyed.join(fills, [SCOPE, "operation_id"]).filter(F.col("filled_at") < F.col("t"))
     fill = F.struct("filled_at", "id", "side", "price", "quantity", "created_at")
-    grouped = known.groupBy(SCOPE, "sample_key").agg(
+    # Grouped within the join's partitioning (scope, operation): no second shuffle.
+    grouped = known.groupBy(SCOPE, "operation_id", "sample_key").agg(
         F.array_sort(F.collect_list(fill)).alias("_fills"),
         F.first("stop_price").alias("stop_price"),
         F.first("t").alias("t"),
@@ -283,86 +281,9 @@ def volatility(closes: Column) -> Column:
     return sample_sd(log_returns(closes))
 
 
-def volatility_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
-    """Return (scope, sample_key, volatility_15m): each sample meets the klines of the
-    (at most 16) minutes its window touches, by an equi-join on (symbol, minute)."""
-    t = F.col("t")
-    start = _ago(t, minutes=VOLATILITY_WINDOW_MIN)
-    buckets = samples.select(
-        SCOPE,
-        "sample_key",
-        "symbol",
-        "t",
-        F.explode(F.sequence(_minutes(start), _minutes(t))).alias("_minute"),
-    )
-    candles = klines.select(
-        SCOPE, "symbol", "close_time", "close", _minutes(F.col("close_time")).alias("_minute")
-    )
-    in_window = (F.col("close_time") >= start) & (F.col("close_time") < t)
-    rows = buckets.join(candles, [SCOPE, "symbol", "_minute"]).filter(in_window)
-    grouped = rows.groupBy(SCOPE, "sample_key").agg(
-        F.array_sort(F.collect_list(F.struct("close_time", "close"))).alias("_candles")
-    )
-    closes = F.transform("_candles", lambda c: c["close"])
-    # Two projections: the returns are computed once per sample, then read by sample_sd.
-    returns = grouped.select(SCOPE, "sample_key", log_returns(closes).alias("_returns"))
-    return returns.select(SCOPE, "sample_key", sample_sd(F.col("_returns")).alias("volatility_15m"))
-
-
-def _running_at(
-    rows: DataFrame, queries: DataFrame, key: str, sums: dict[str, Column]
-) -> DataFrame:
-    """Return ``queries`` (scope, key, sample_key, edge, _at) with, for each of ``sums``,
-    the running total over the ``rows`` of the same (scope, key) strictly before ``_at``.
-
-    Rows and queries share one timeline; a query sorts before a row at the same instant.
-    """
-    rows = rows.select(
-        SCOPE,
-        key,
-        "_at",
-        F.lit(1).alias("_kind"),
-        F.lit(None).cast("string").alias("sample_key"),
-        F.lit(None).cast("string").alias("edge"),
-        *[column.alias(name) for name, column in sums.items()],
-    )
-    points = queries.select(
-        SCOPE,
-        key,
-        "_at",
-        F.lit(0).alias("_kind"),
-        "sample_key",
-        "edge",
-        *[F.lit(None).cast(rows.schema[name].dataType).alias(name) for name in sums],
-    )
-    timeline = (
-        Window.partitionBy(SCOPE, key)
-        .orderBy("_at", "_kind")
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
-    running = rows.unionByName(points).select(
-        "*", *[F.sum(name).over(timeline).alias(f"_sum_{name}") for name in sums]
-    )
-    return running.filter(F.col("_kind") == 0).select(
-        SCOPE,
-        "sample_key",
-        "edge",
-        *[F.coalesce(f"_sum_{name}", F.lit(0)).alias(name) for name in sums],
-    )
-
-
-def _between_edges(at_edges: DataFrame, names: list[str]) -> DataFrame:
-    """Return (scope, sample_key, name...) = value at the ``end`` edge minus at ``start``."""
-
-    def at(edge: str, name: str) -> Column:
-        return F.max(F.when(F.col("edge") == edge, F.col(name)))  # one row per edge
-
-    return at_edges.groupBy(SCOPE, "sample_key").agg(
-        *[(at("end", n) - at("start", n)).alias(n) for n in names]
-    )
-
-
 def _edges(samples: DataFrame, key: str, hours: int) -> DataFrame:
+    """Return two query points per sample: ``start`` at ``t - hours`` and ``end`` at ``t``
+    (scope, key, sample_key, edge, _at)."""
     t = F.col("t")
     edges = F.array(
         F.struct(F.lit("start").alias("edge"), _ago(t, hours=hours).alias("_at")),
@@ -371,23 +292,77 @@ def _edges(samples: DataFrame, key: str, hours: int) -> DataFrame:
     return samples.select(SCOPE, key, "sample_key", F.inline(edges))
 
 
-def volume_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
-    """Return (scope, sample_key, volume_24h) as a difference of running sums."""
-    rows = klines.select(SCOPE, "symbol", F.col("close_time").alias("_at"), "quote_asset_volume")
-    sums = {
-        "_volume": F.col("quote_asset_volume").cast(RUNNING_VOLUME),
-        "_candles": F.lit(1).cast(LongType()),
-    }
-    edges = _edges(samples, "symbol", VOLUME_WINDOW_H)
-    # Narrow the running sums first, or their difference would lose a decimal place.
-    running = _running_at(rows, edges, "symbol", sums).withColumn(
-        "_volume", F.col("_volume").cast(WINDOW_VOLUME)
+def _timeline(rows: DataFrame, points: DataFrame) -> DataFrame:
+    """Return ``rows`` and query ``points`` (both with ``_at``) as one frame ordered by
+    ``_key``: 2·epoch micros, plus 1 for a row. A query sorts before a row at the same
+    instant, so a frame ending one key before a query holds only rows strictly before it.
+    Query points have a ``sample_key``, rows a null one."""
+    key = F.unix_micros("_at") * F.lit(2)
+    rows = rows.select("*", (key + F.lit(1)).alias("_key"))
+    points = points.select("*", key.alias("_key"))
+    return rows.unionByName(points, allowMissingColumns=True)
+
+
+def _at_edge(edge: str, column: str) -> Column:
+    return F.max(F.when(F.col("edge") == edge, F.col(column)))  # one row per edge
+
+
+def market_features(samples: DataFrame, klines: DataFrame) -> DataFrame:
+    """Return (scope, sample_key, volatility_15m, volume_24h).
+
+    One timeline per (scope, symbol), sorted once (:func:`_timeline`): the symbol's klines
+    at their close time and two query points per sample, at ``t - 24 h`` and at ``t``.
+    At ``t``, a range frame collects the closes of ``[t - 15 min, t)``; at both points a
+    running sum gives the volume, and the 24-hour volume is their difference. No join:
+    a sample never meets a kline outside its windows.
+    """
+    rows = klines.select(
+        SCOPE,
+        "symbol",
+        F.col("close_time").alias("_at"),
+        F.struct("close_time", "close").alias("_candle"),
+        F.col("quote_asset_volume").cast(RUNNING_VOLUME).alias("_volume"),
     )
-    totals = _between_edges(running, list(sums))
-    return totals.select(
+    points = _edges(samples, "symbol", VOLUME_WINDOW_H)
+    timeline = Window.partitionBy(SCOPE, "symbol").orderBy("_key")
+    so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    recent = timeline.rangeBetween(-2 * VOLATILITY_WINDOW_MIN * 60_000_000, -1)
+    at_end = F.col("edge") == "end"
+    queried = (
+        _timeline(rows, points)
+        .select(
+            SCOPE,
+            "symbol",
+            "sample_key",
+            "edge",
+            # Narrow the running sums first, or their difference would lose a place.
+            F.coalesce(F.sum("_volume").over(so_far), F.lit(0))
+            .cast(WINDOW_VOLUME)
+            .alias("_volume"),
+            F.count("_volume").over(so_far).alias("_candles"),
+            F.when(at_end, F.collect_list("_candle").over(recent)).alias("_recent"),
+        )
+        .filter(F.col("sample_key").isNotNull())
+    )
+    # Grouped within the window's partitioning: no second shuffle.
+    per_sample = queried.groupBy(SCOPE, "symbol", "sample_key").agg(
+        (_at_edge("end", "_volume") - _at_edge("start", "_volume")).alias("_volume"),
+        (_at_edge("end", "_candles") - _at_edge("start", "_candles")).alias("_candles"),
+        F.first("_recent", ignorenulls=True).alias("_recent"),
+    )
+    closes = F.transform(F.array_sort("_recent"), lambda c: c["close"])
+    # Two projections: the returns are computed once per sample, then read by sample_sd.
+    returns = per_sample.select(
         SCOPE,
         "sample_key",
         F.when(F.col("_candles") > 0, F.col("_volume").cast(VOLUME)).alias("volume_24h"),
+        log_returns(F.coalesce(closes, F.array())).alias("_returns"),
+    )
+    return returns.select(
+        SCOPE,
+        "sample_key",
+        sample_sd(F.col("_returns")).alias("volatility_15m"),
+        "volume_24h",
     )
 
 
@@ -400,59 +375,45 @@ def failure_features(samples: DataFrame, resolutions: DataFrame) -> DataFrame:
     """
     position = (
         Window.partitionBy(SCOPE, "client_id")
-        .orderBy("_at")
+        .orderBy("_at", F.col("failed").desc())
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    rows = resolutions.select(SCOPE, "client_id", F.col("resolved_at").alias("_at"), "failed")
     # Ties at one instant: a failure sorts before a success, so a failure never counts
     # across a success recorded at the same time.
-    rows = rows.withColumn(
-        "_count", F.count(F.lit(1)).over(position.orderBy("_at", F.col("failed").desc()))
+    rows = resolutions.select(
+        SCOPE, "client_id", F.col("resolved_at").alias("_at"), "failed"
     ).select(
-        "*",
-        F.when(~F.col("failed"), F.col("_count")).alias("_mark"),
+        SCOPE, "client_id", "_at",
+        F.when(~F.col("failed"), F.count(F.lit(1)).over(position)).alias("_mark"),
+        F.lit(1).cast(LongType()).alias("_row"),
+    )  # fmt: skip
+    points = _edges(samples, "client_id", FAILURES_WINDOW_H)
+    so_far = (
+        Window.partitionBy(SCOPE, "client_id")
+        .orderBy("_key")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    edges = _edges(samples, "client_id", FAILURES_WINDOW_H)
     # C(x): a running count; L(x): a running max of the marks (they only grow).
-    sums = {"_c": F.lit(1).cast(LongType())}
-    counted = _running_at(rows, edges, "client_id", sums)
-    marks = _running_max_at(rows, edges)
-    joined = counted.join(marks, [SCOPE, "sample_key", "edge"])
-
-    def at(edge: str, name: str) -> Column:
-        return F.max(F.when(F.col("edge") == edge, F.col(name)))
-
-    per_sample = joined.groupBy(SCOPE, "sample_key").agg(
-        at("end", "_c").alias("c_end"),
-        at("end", "_l").alias("l_end"),
-        at("start", "_c").alias("c_start"),
+    queried = (
+        _timeline(rows, points)
+        .select(
+            SCOPE,
+            "client_id",
+            "sample_key",
+            "edge",
+            F.count("_row").over(so_far).alias("_c"),
+            F.coalesce(F.max("_mark").over(so_far), F.lit(0)).alias("_l"),
+        )
+        .filter(F.col("sample_key").isNotNull())
+    )
+    per_sample = queried.groupBy(SCOPE, "client_id", "sample_key").agg(
+        _at_edge("end", "_c").alias("c_end"),
+        _at_edge("end", "_l").alias("l_end"),
+        _at_edge("start", "_c").alias("c_start"),
     )
     count = F.col("c_end") - F.greatest("l_end", "c_start")
     return per_sample.select(
         SCOPE, "sample_key", count.cast(IntegerType()).alias("consecutive_failures_1h")
-    )
-
-
-def _running_max_at(rows: DataFrame, queries: DataFrame) -> DataFrame:
-    """Return queries (scope, sample_key, edge, _l): the largest ``_mark`` of the
-    client's rows strictly before each query's ``_at`` (0 if none)."""
-    marks = rows.select(
-        SCOPE, "client_id", "_at", F.lit(1).alias("_kind"),
-        F.lit(None).cast("string").alias("sample_key"),
-        F.lit(None).cast("string").alias("edge"), "_mark",
-    )  # fmt: skip
-    points = queries.select(
-        SCOPE, "client_id", "_at", F.lit(0).alias("_kind"), "sample_key", "edge",
-        F.lit(None).cast(LongType()).alias("_mark"),
-    )  # fmt: skip
-    timeline = (
-        Window.partitionBy(SCOPE, "client_id")
-        .orderBy("_at", "_kind")
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
-    running = marks.unionByName(points).select("*", F.max("_mark").over(timeline).alias("_l"))
-    return running.filter(F.col("_kind") == 0).select(
-        SCOPE, "sample_key", "edge", F.coalesce("_l", F.lit(0)).cast(LongType()).alias("_l")
     )
 
 
@@ -472,15 +433,11 @@ def compute_features(
     A sample whose operation has no entry fill before ``t`` gets null entry features.
     """
     entry = entry_features(samples, fills)
-    volatility_ = volatility_features(samples, klines)
-    volume = volume_features(samples, klines)
+    market = market_features(samples, klines)
     failures = failure_features(samples, resolutions)
     keys = [SCOPE, "sample_key"]
     joined = (
-        samples.join(entry, keys, "left")
-        .join(volatility_, keys, "left")
-        .join(volume, keys, "left")
-        .join(failures, keys, "left")
+        samples.join(entry, keys, "left").join(market, keys, "left").join(failures, keys, "left")
     )
     calendar = calendar_features(F.col("t"))
     return joined.select(

@@ -259,35 +259,27 @@ def _with_fee_prices(rows: DataFrame) -> DataFrame:
     """Add ``_fee_price``: the last price of the fee asset at or before the fill (null if
     none), for the fills that need one.
 
-    Those fills and the price points of their pairs are sorted together on one timeline
-    per pair; the fills that need no price skip that shuffle.
+    One pass over ``rows``: every fill is a price point of its own symbol, and a fill that
+    needs a fee price is also a query on its fee pair's timeline (``_kind`` 1, sorting
+    after a price point at the same instant). Read once, the fills are not deduplicated
+    again for each use (three reads cost three times as much at 1M orders).
     """
     needs_price = ~F.col("_direct") & F.col("_fee_pair").isNotNull()
-    needs = rows.filter(needs_price)
-    pairs = needs.select(F.col("_fee_pair").alias("_pair")).distinct()
-    points = rows.select(
-        F.col("symbol").alias("_pair"),
-        F.col("filled_at").alias("_at"),
-        F.lit(0).alias("_kind"),  # a price point sorts before a fee at the same instant
-        F.col("price").alias("_point"),
-    ).join(pairs, "_pair", "left_semi")
-    wanted = needs.select(
-        "*",
-        F.col("_fee_pair").alias("_pair"),
-        F.col("filled_at").alias("_at"),
-        F.lit(1).alias("_kind"),
+    point = F.struct(F.col("symbol").alias("_pair"), F.lit(0).alias("_kind"))
+    query = F.struct(F.col("_fee_pair").alias("_pair"), F.lit(1).alias("_kind"))
+    roles = F.when(needs_price, F.array(point, query)).otherwise(F.array(point))
+    timeline = (
+        Window.partitionBy("_pair")
+        .orderBy("filled_at", "_kind")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    timeline = Window.partitionBy("_pair").orderBy("_at", "_kind")
-    before = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    price = F.last("_point", ignorenulls=True).over(before)
-    priced = (
-        points.unionByName(wanted, allowMissingColumns=True)
-        .withColumn("_fee_price", price)
-        .filter(F.col("_kind") == 1)
+    price = F.last(F.when(F.col("_kind") == 0, F.col("price")), ignorenulls=True).over(timeline)
+    return (
+        rows.select("*", F.inline(roles))
+        .withColumn("_fee_price", F.when(F.col("_kind") == 1, price).cast(MONEY))
+        .filter((F.col("_kind") == 1) | ~needs_price)
         .select(*rows.columns, "_fee_price")
     )
-    direct = rows.filter(~needs_price).withColumn("_fee_price", F.lit(None).cast(MONEY))
-    return direct.unionByName(priced)
 
 
 def build_operations(
