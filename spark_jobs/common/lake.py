@@ -64,6 +64,7 @@ class LakeFS:
     """Hadoop FileSystem operations on lake URIs, through the session's JVM."""
 
     def __init__(self, spark: SparkSession) -> None:
+        self._spark = spark
         self._jvm = spark._jvm  # type: ignore[attr-defined]
         self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
 
@@ -175,4 +176,44 @@ class LakeFS:
             relative = status.getPath().toUri().getPath().removeprefix(root)
             if all(is_data_name(part) for part in relative.split("/")):
                 found[relative] = int(status.getLen())
+        return found
+
+    def digests(self, uri: str, pattern: str = "*.parquet") -> dict[str, str]:
+        """Return the SHA-256 (hex) of every file under ``uri`` whose name matches the glob
+        ``pattern``, by path relative to ``uri`` (``client_id=1/date=.../part-0.parquet``).
+
+        One Spark job lists, reads and hashes them in parallel: a file hashed through the
+        JVM one by one costs several round trips (about 5 ms a file here, 10 s for a lake
+        of 2,000 files). Names starting with ``.`` or ``_`` are skipped, except under
+        ``_metadata`` directories (ask for ``*.json`` to get the manifests there).
+        """
+        from pyspark.sql import functions as F
+
+        return self._read_tree(uri, pattern, F.sha2(F.col("content"), 256))
+
+    def texts(self, uri: str, pattern: str) -> dict[str, str]:
+        """Return the UTF-8 text of every file under ``uri`` whose name matches ``pattern``,
+        by path relative to ``uri``, read in one Spark job (see :meth:`digests`)."""
+        from pyspark.sql import functions as F
+
+        return self._read_tree(uri, pattern, F.col("content").cast("string"))
+
+    def _read_tree(self, uri: str, pattern: str, value: Any) -> dict[str, str]:
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return {}
+        root = str(fs.getFileStatus(path).getPath().toString()).rstrip("/") + "/"
+        rows = (
+            self._spark.read.format("binaryFile")
+            .option("pathGlobFilter", pattern)
+            .option("recursiveFileLookup", "true")
+            .load(uri)
+            .select("path", value.alias("value"))
+            .collect()
+        )
+        found = {}
+        for row in rows:
+            if not row["path"].startswith(root):
+                raise OSError(f"{row['path']} was listed under {uri} but is not below {root}")
+            found[row["path"].removeprefix(root)] = row["value"]
         return found

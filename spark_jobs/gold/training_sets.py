@@ -46,7 +46,7 @@ from spark_jobs.common.checks import (
 )
 from spark_jobs.common.config import JobConfig, parse_version
 from spark_jobs.common.datasets import Layout, read_files
-from spark_jobs.common.lake import LakeFS, dataset_uri, is_data_name, staging_root
+from spark_jobs.common.lake import LakeFS, dataset_uri, staging_root
 from spark_jobs.common.report import ChecksFailed, Refused, Report
 from spark_jobs.gold import features
 from spark_jobs.gold.features import (
@@ -176,6 +176,13 @@ def next_version(existing: list[str]) -> str:
 
 
 # --- samples, features, split ------------------------------------------------------------
+
+
+#: The columns of silver.stop_executions a build reads (samples, labels, resolutions).
+EXECUTION_COLUMNS = (
+    "execution_id", "client_id", "symbol", "operation_id", "stop_price", "status",
+    "triggered_at", "resolved_at", "executed_at", "slippage_pct", "source_event_ids",
+)  # fmt: skip
 
 
 def select_samples(executions: DataFrame, spec: TrainingSet, as_of: datetime) -> DataFrame:
@@ -489,30 +496,33 @@ class InputFiles:
 def list_inputs(fs: LakeFS, root: str, layouts: list[Layout], last_date: str) -> InputFiles:
     """Return every data file of ``layouts`` in partitions dated up to ``last_date``, with
     its SHA-256 and, for bronze, the run that wrote it (from its ``_metadata/`` manifest,
-    whose checksum must match)."""
+    whose checksum must match). One Spark job per dataset hashes the files, one more
+    reads bronze manifests (:meth:`LakeFS.digests`)."""
     found: dict[str, dict[str, str]] = {}
     runs: dict[str, int] = {}
     mismatched: list[str] = []
     for layout in layouts:
         uri = dataset_uri(root, layout.dataset)
         prefix = layout.dataset.replace(".", "/", 1)
+        bronze = prefix.startswith("bronze/")
+        manifests = fs.texts(uri, "*.json") if bronze else {}
         files: dict[str, str] = {}
-        for partition in fs.partitions(uri, layout.partition_by):
-            day = partition.rsplit("date=", 1)[-1]
-            if day > last_date:
+        for relative, sha in sorted(fs.digests(uri).items()):
+            *directories, name = relative.split("/")
+            values = dict(d.split("=", 1) for d in directories if "=" in d)
+            if len(directories) != len(values) or list(values) != list(layout.partition_by):
+                continue  # not in one of the dataset's partitions
+            if values.get("date", "") > last_date:
                 continue
-            for name in fs.list_files(f"{uri}/{partition}"):
-                if not (name.endswith(".parquet") and is_data_name(name)):
-                    continue
-                key = f"{prefix}/{partition}/{name}"
-                files[key] = fs.sha256(f"{uri}/{partition}/{name}")
-                manifest = f"{uri}/{partition}/_metadata/{name.removesuffix('.parquet')}.json"
-                if prefix.startswith("bronze/") and fs.exists(manifest):
-                    recorded = json.loads(fs.read_text(manifest))
-                    if recorded.get("run_id") is not None:
-                        runs[key] = int(recorded["run_id"])
-                    if recorded.get("sha256") not in (None, files[key]):
-                        mismatched.append(key)
+            key = f"{prefix}/{relative}"
+            files[key] = sha
+            stem = name.removesuffix(".parquet")
+            manifest = "/".join([*directories, "_metadata", f"{stem}.json"])
+            recorded = json.loads(manifests[manifest]) if manifest in manifests else {}
+            if recorded.get("run_id") is not None:
+                runs[key] = int(recorded["run_id"])
+            if recorded.get("sha256") not in (None, sha):
+                mismatched.append(key)
         found[layout.dataset] = files
     return InputFiles(found, runs, tuple(mismatched))
 
@@ -648,6 +658,8 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
 
     executions = read_files(spark, config.lake_uri, stop_executions.LAYOUT,
                             inputs.keys(stop_executions.DATASET))  # fmt: skip
+    # Silver is read once: the samples and the resolutions both come from it.
+    executions = executions.select(*EXECUTION_COLUMNS).persist()
     orders = read_files(spark, config.lake_uri, BRONZE_ORDERS, inputs.keys("bronze.orders"))
     klines = read_files(spark, config.lake_uri, BRONZE_KLINES, inputs.keys("bronze.klines"))
     # Each input is read once: every feature branch, the counts and the leakage recheck
@@ -687,12 +699,13 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
                 fs.rename(f"{staged}/split={name}", f"{staged}/{name}")
         report.seconds["write"] = round(time.monotonic() - started, 3)
     finally:
-        for frame in (featured, candidates, *feature_inputs):
+        for frame in (featured, candidates, *feature_inputs, executions):
             frame.unpersist()
 
     started = time.monotonic()
     schema = samples.drop("split").schema
-    staged_frame = read_version(spark, staged, schema)
+    # Read back once for all the checks and hashes below.
+    staged_frame = read_version(spark, staged, schema).persist()
     expected = total - without_entry - purged
     results, partition_rows = check_partitions(
         staged_frame, dataset, quality_checks(spec, expected), PARTITIONS
@@ -713,6 +726,7 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     report.partition_rows = dict(sorted(partition_rows.items()))
     report.outputs[dataset] = sum(rows.values())
     report.files = len(staged_frame.inputFiles())
+    staged_frame.unpersist()
     report.seconds["checks"] = round(time.monotonic() - started, 3)
 
     document = {
