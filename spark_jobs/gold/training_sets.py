@@ -178,13 +178,6 @@ def next_version(existing: list[str]) -> str:
 # --- samples, features, split ------------------------------------------------------------
 
 
-#: The columns of silver.stop_executions a build reads (samples, labels, resolutions).
-EXECUTION_COLUMNS = (
-    "execution_id", "client_id", "symbol", "operation_id", "stop_price", "status",
-    "triggered_at", "resolved_at", "executed_at", "slippage_pct", "source_event_ids",
-)  # fmt: skip
-
-
 def select_samples(executions: DataFrame, spec: TrainingSet, as_of: datetime) -> DataFrame:
     """Return the executions the sample rule keeps, as feature samples plus label inputs."""
     kept = executions.filter(
@@ -658,8 +651,6 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
 
     executions = read_files(spark, config.lake_uri, stop_executions.LAYOUT,
                             inputs.keys(stop_executions.DATASET))  # fmt: skip
-    # Silver is read once: the samples and the resolutions both come from it.
-    executions = executions.select(*EXECUTION_COLUMNS).persist()
     orders = read_files(spark, config.lake_uri, BRONZE_ORDERS, inputs.keys("bronze.orders"))
     klines = read_files(spark, config.lake_uri, BRONZE_KLINES, inputs.keys("bronze.klines"))
     # Each input is read once: every feature branch, the counts and the leakage recheck
@@ -699,13 +690,12 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
                 fs.rename(f"{staged}/split={name}", f"{staged}/{name}")
         report.seconds["write"] = round(time.monotonic() - started, 3)
     finally:
-        for frame in (featured, candidates, *feature_inputs, executions):
+        for frame in (featured, candidates, *feature_inputs):
             frame.unpersist()
 
     started = time.monotonic()
     schema = samples.drop("split").schema
-    # Read back once for all the checks and hashes below.
-    staged_frame = read_version(spark, staged, schema).persist()
+    staged_frame = read_version(spark, staged, schema)
     expected = total - without_entry - purged
     results, partition_rows = check_partitions(
         staged_frame, dataset, quality_checks(spec, expected), PARTITIONS
@@ -726,7 +716,6 @@ def run(spark: SparkSession, config: JobConfig, report: Report) -> None:
     report.partition_rows = dict(sorted(partition_rows.items()))
     report.outputs[dataset] = sum(rows.values())
     report.files = len(staged_frame.inputFiles())
-    staged_frame.unpersist()
     report.seconds["checks"] = round(time.monotonic() - started, 3)
 
     document = {
