@@ -62,6 +62,7 @@ CASES = [
     # seed_demo (argument parsing only)
     (["seed_demo", "--events", "-1"], 1, "--events must be zero or more, not -1"),
     (["seed_demo", "--days", "0"], 1, "--days must be at least 1, not 0"),
+    (["seed_demo", "--days", "100000"], 1, "--days must be at most 366, not 100000"),
     (["seed_demo", "--clients", "0"], 1, "--clients must be at least 1, not 0"),
     (["seed_demo", "--start-date", "2024-02-30"], 1, "--start-date: '2024-02-30' is not a date"),
     (["seed_demo", "--start-date", "9999-12-31", "--days", "2"], 1, "does not end before"),

@@ -443,6 +443,7 @@ def test_command_prints_the_summary_and_rejects_bad_arguments() -> None:
     for args, message in [
         (["--events", "-5"], "--events must be zero or more"),
         (["--days", "0"], "--days must be at least 1"),
+        (["--days", "367"], "--days must be at most 366"),
         (["--clients", "-2"], "--clients must be at least 1"),
         (["--start-date", "2024-02-30"], "--start-date: '2024-02-30' is not a date"),
     ]:
