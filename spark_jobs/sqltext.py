@@ -8,7 +8,9 @@ nothing else: a statement must start, after comments, with one of
 :data:`READ_ONLY_KEYWORDS`, and a query (``SELECT``, ``WITH``, ``EXPLAIN``...) must hold
 no word of :data:`WRITE_WORDS` outside string literals, comments and backquoted names,
 which catches ``WITH ... INSERT``, ``FROM t INSERT ...`` and ``EXPLAIN`` of a write.
-A column or alias spelled like one of those words must be backquoted.
+A column or alias spelled like one of those words must be backquoted. The functions of
+:data:`JAVA_CALLS` are refused backquoted too, and ``IDENTIFIER(...)``, which could name
+them with a string, is refused.
 
 Outside ANSI mode Spark takes almost any keyword for a name, so a clause keyword left
 without its clause becomes an alias: ``FROM t WHERE`` reads ``t`` under the alias
@@ -39,6 +41,9 @@ WRITE_WORDS = frozenset(
         *("REFLECT", "JAVA_METHOD", "TRY_REFLECT"),
     }
 )
+#: Functions that call arbitrary Java static methods: refused however they are named,
+#: bare, backquoted or qualified (``builtin.`java_method```).
+JAVA_CALLS = frozenset({"REFLECT", "JAVA_METHOD", "TRY_REFLECT"})
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Clause keywords that Spark (outside ANSI mode) silently reads as an alias when they
 #: follow a table or an expression without their clause; those needing ``BY`` first.
@@ -141,6 +146,17 @@ def check_read_only(statement: str) -> None:
     found = [word for word in words if word in WRITE_WORDS]
     if found:
         raise NotReadOnly(f"{found[0]} is not allowed: lake_sql only reads")
+    names = [piece[1:-1].upper() for kind, piece in _lex(statement)
+             if kind == "'" and piece.startswith("`") and piece.endswith("`")]  # fmt: skip
+    called = [name for name in names if name in JAVA_CALLS]
+    if called:
+        raise NotReadOnly(f"{called[0]} is not allowed: lake_sql only reads")
+    if "IDENTIFIER" in words:
+        # IDENTIFIER('java_method')(...) names a function with a string.
+        raise NotReadOnly(
+            "IDENTIFIER(...) is not allowed: lake_sql takes no name built from a string;"
+            " write the name itself (backquote a column named identifier)"
+        )
 
 
 def check_clauses(statement: str) -> None:

@@ -93,6 +93,10 @@ def test_read_only_statements_pass(statement: str) -> None:
         ("BEGIN SELECT 1; END", "BEGIN"),
         ("SELECT java_method('java.lang.System', 'exit', 1)", "JAVA_METHOD"),
         ("SELECT reflect('java.lang.System', 'setProperty', 'a', 'b')", "REFLECT"),
+        ("SELECT `java_method`('java.lang.System', 'exit', 0)", "JAVA_METHOD"),
+        ("SELECT `Reflect`('java.lang.System', 'getProperty', 'user.home')", "REFLECT"),
+        ("SELECT builtin.`try_reflect`('java.lang.System', 'exit', 0)", "TRY_REFLECT"),
+        ("SELECT IDENTIFIER('java_method')('java.lang.System', 'exit', 0)", "IDENTIFIER"),
         ("-- only a comment", "empty statement"),
     ],
 )
