@@ -25,6 +25,9 @@ DAY = ["--start-date", "2024-03-01", "--end-date", "2024-03-01"]
 CASES = [
     # export_bronze: impossible dates, hours and offsets; order of the range; sizes; names
     (["export_bronze", "--since", "2024-13-45"], 2, "--since: '2024-13-45' is not a date"),
+    (["export_bronze", "--batch-size", "9223372036854775808"], 1,
+     "--batch-size must be at most 10,000,000 rows"),
+    (["export_bronze", "--verify", "--dry-run"], 1, "--verify and --dry-run exclude each other"),
     (["export_bronze", "--until", "2024-02-30"], 2, "day is out of range for month"),
     (["export_bronze", "--until", "2024-01-01T25:00"], 2, "hour must be in 0..23"),
     (["export_bronze", "--until", "2024-01-01T10:00+99:00"], 2, "--until: '2024-01-01T10:00"),
@@ -63,6 +66,7 @@ CASES = [
     (["seed_demo", "--events", "-1"], 1, "--events must be zero or more, not -1"),
     (["seed_demo", "--days", "0"], 1, "--days must be at least 1, not 0"),
     (["seed_demo", "--days", "100000"], 1, "--days must be at most 366, not 100000"),
+    (["seed_demo", "--events", "99999999999999999999"], 1, "--events must be at most 20,000,000"),
     (["seed_demo", "--clients", "0"], 1, "--clients must be at least 1, not 0"),
     (["seed_demo", "--start-date", "2024-02-30"], 1, "--start-date: '2024-02-30' is not a date"),
     (["seed_demo", "--start-date", "9999-12-31", "--days", "2"], 1, "does not end before"),

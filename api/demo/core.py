@@ -140,6 +140,8 @@ def parse_start_date(value: str | date) -> date:
 #: The longest demo window: the market's one-minute paths of 12 symbols are held in
 #: memory (about 6.3M prices a year).
 MAX_DAYS = 366
+#: The most events seed_demo takes: far beyond any demo (10^20 ended in a MemoryError).
+MAX_EVENTS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.events < 0:
             raise DemoDataError(f"--events must be zero or more, not {self.events}")
+        if self.events > MAX_EVENTS:
+            raise DemoDataError(f"--events must be at most {MAX_EVENTS:,}, not {self.events}")
         if self.days < 1:
             raise DemoDataError(f"--days must be at least 1, not {self.days}")
         if self.days > MAX_DAYS:

@@ -13,6 +13,10 @@ from datalake.models import JobRun
 from datalake.storage import get_storage
 from datalake.storage.base import StorageError
 
+#: The largest --batch-size: a batch is held in memory, and a database bind parameter
+#: is a 64-bit integer.
+MAX_BATCH_SIZE = 10_000_000
+
 
 class Command(BaseCommand):
     help = "Export source tables to bronze Parquet: incremental, exactly-once, resumable."
@@ -44,6 +48,10 @@ class Command(BaseCommand):
             raise CommandError("--since must be before --until")
         if options["batch_size"] is not None and options["batch_size"] <= 0:
             raise CommandError("--batch-size must be a positive number of rows")
+        if options["batch_size"] is not None and options["batch_size"] > MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be at most {MAX_BATCH_SIZE:,} rows")
+        if options["verify"] and options["dry_run"]:
+            raise CommandError("--verify and --dry-run exclude each other")
         try:
             storage = get_storage()
             if options["verify"]:
