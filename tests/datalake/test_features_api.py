@@ -185,6 +185,25 @@ def test_every_api_path_without_an_endpoint_is_a_json_404(clients, settings, deb
             assert (f"did you mean {hint}?" in detail) == bool(hint), detail
 
 
+def test_a_browser_accept_header_still_gets_json(clients) -> None:
+    """The API renders JSON only: a browser's Accept header gets JSON answers and errors,
+    never the browsable API's HTML page."""
+    a, b = clients
+    api = jwt(member(a, "alice"))
+    browser = {"HTTP_ACCEPT": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    cases = [
+        (api, URL.format(a.pk, "BTCUSDC"), 200),
+        (api, URL.format(b.pk, "BTCUSDC"), 403),
+        (APIClient(), URL.format(a.pk, "BTCUSDC"), 401),
+        (api, "/api/nope/", 404),
+    ]
+    for caller, path, status in cases:
+        response = caller.get(path, **browser)
+        assert response.status_code == status, (path, response.content[:200])
+        assert response["Content-Type"] == "application/json", (path, response["Content-Type"])
+        response.json()
+
+
 def test_the_json_404_is_not_in_the_openapi_schema(clients) -> None:
     paths = yaml.safe_load(APIClient().get("/api/schema/").content)["paths"]
     assert sorted(paths) == [
