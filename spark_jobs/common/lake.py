@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
 
 
 def dataset_uri(root: str, dataset: str) -> str:
@@ -187,18 +188,14 @@ class LakeFS:
         of 2,000 files). Names starting with ``.`` or ``_`` are skipped, except under
         ``_metadata`` directories (ask for ``*.json`` to get the manifests there).
         """
-        from pyspark.sql import functions as F
-
         return self._read_tree(uri, pattern, F.sha2(F.col("content"), 256))
 
     def texts(self, uri: str, pattern: str) -> dict[str, str]:
         """Return the UTF-8 text of every file under ``uri`` whose name matches ``pattern``,
         by path relative to ``uri``, read in one Spark job (see :meth:`digests`)."""
-        from pyspark.sql import functions as F
-
         return self._read_tree(uri, pattern, F.col("content").cast("string"))
 
-    def _read_tree(self, uri: str, pattern: str, value: Any) -> dict[str, str]:
+    def _read_tree(self, uri: str, pattern: str, value: Column) -> dict[str, str]:
         fs, path = self._path(uri)
         if not fs.exists(path):
             return {}
